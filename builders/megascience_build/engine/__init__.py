@@ -1,0 +1,1 @@
+"""The build engine: records, the stage contract, executors, the request cache, manifests."""
