@@ -1,0 +1,102 @@
+"""Split a book into token windows that break at paragraph boundaries when they can.
+
+A window never holds more than `window` tokens of the chunk text tokenized on its own (special tokens
+not counted): candidate cuts come from one tokenization of the whole book (offsets), and every chunk is
+re-counted; a chunk over the limit (a tokenizer whose merges differ at the cut) is cut again shorter."""
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+from .tokenizer import NamedTokenizer
+
+_PARAGRAPH_END = re.compile(r"\n[ \t]*\n\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start: int          # char offsets in the book text (stripped of surrounding whitespace)
+    end: int
+    text: str
+    num_tokens: int
+    first_page: int
+    last_page: int
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    window: int = 4096
+    overlap: int = 0        # tokens repeated from the end of the previous chunk
+    min_fill: float = 0.5   # a paragraph/sentence cut must leave the chunk at least this full
+
+    def __post_init__(self):
+        if self.window < 16:
+            raise ValueError(f"window must be at least 16 tokens, got {self.window}")
+        if not 0 <= self.overlap < self.window // 2:
+            raise ValueError(f"overlap must be in [0, window/2), got {self.overlap}")
+        if not 0.0 <= self.min_fill <= 1.0:
+            raise ValueError(f"min_fill must be in [0, 1], got {self.min_fill}")
+
+
+def page_of(char: int, page_offsets: list[int], page_numbers: list[int]) -> int:
+    i = max(0, bisect.bisect_right(page_offsets, char) - 1)
+    return page_numbers[i]
+
+
+def chunk_books(texts: list[str], page_offsets: list[list[int]], page_numbers: list[list[int]],
+                tok: NamedTokenizer, params: ChunkParams) -> list[list[Chunk]]:
+    encodings = tok.tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [_chunk_one(text, [o[0] for o in enc.offsets], offs, nums, tok, params)
+            for text, enc, offs, nums in zip(texts, encodings, page_offsets, page_numbers)]
+
+
+def _chunk_one(text: str, token_starts: list[int], page_offsets: list[int], page_numbers: list[int],
+               tok: NamedTokenizer, params: ChunkParams) -> list[Chunk]:
+    paragraphs = [m.end() for m in _PARAGRAPH_END.finditer(text)]
+    sentences = [m.end() for m in _SENTENCE_END.finditer(text)]
+    n = len(token_starts)
+    spans: list[tuple[int, int, int]] = []   # (start char, end char, next token index)
+    i = 0
+    while i < n:
+        start = token_starts[i]
+        budget = params.window
+        while True:
+            end, next_i = _cut(text, token_starts, i, budget, paragraphs, sentences, params.min_fill)
+            s, e = _strip(text, start, end)
+            count = tok.count([text[s:e]])[0] if e > s else 0
+            if count <= params.window:
+                break
+            budget -= count - params.window + 8   # the text re-tokenized differently at the cut: shorten
+        if e > s:
+            spans.append((s, e, count))
+        i = max(next_i - params.overlap, i + 1) if next_i < n else n
+    return [Chunk(index=k, start=s, end=e, text=text[s:e], num_tokens=c,
+                  first_page=page_of(s, page_offsets, page_numbers),
+                  last_page=page_of(e - 1, page_offsets, page_numbers))
+            for k, (s, e, c) in enumerate(spans)]
+
+
+def _cut(text, token_starts, i, budget, paragraphs, sentences, min_fill) -> tuple[int, int]:
+    """End char of a chunk starting at token i holding at most `budget` tokens, and the next token index."""
+    j = i + max(budget, 1)
+    if j >= len(token_starts):
+        return len(text), len(token_starts)
+    start, limit = token_starts[i], token_starts[j]
+    floor = start + int(min_fill * (limit - start))
+    for boundaries in (paragraphs, sentences):
+        k = bisect.bisect_right(boundaries, limit) - 1
+        if k >= 0 and boundaries[k] > floor:
+            end = boundaries[k]
+            return end, bisect.bisect_left(token_starts, end)
+    return limit, j
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
