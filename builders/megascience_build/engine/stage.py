@@ -71,6 +71,8 @@ class Stage:
     outputs: ClassVar[tuple[str, ...]] = ()
     # parameter names and defaults this stage accepts from the pipeline file
     defaults: ClassVar[Mapping[str, Any]] = {}
+    # optional: prompt slots the pipeline file must fill (checked before any work)
+    prompt_slots: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Mapping[str, Any] | None = None, *, resources: Resources | None = None,
                  prompts: Mapping[str, str] | None = None, label: str | None = None):

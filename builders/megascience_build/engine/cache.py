@@ -1,0 +1,141 @@
+"""The request cache shared by every stage: one SQLite file in WAL mode.
+
+Key: GenerationRequest.cache_key(model_id, revision) (model, revision, sampling, sample index, rendered
+messages). Value: the GenerationResult as JSON plus the sha256 of that JSON. Only complete answers
+(finish_reason "stop") are stored; failures are retried on the next run.
+
+Why SQLite: many processes (shard workers, Ray actors on one node, two concurrent runs) may read and
+write one cache; WAL mode gives concurrent readers with one writer at a time, and every committed
+transaction survives a kill -9 of the writer. A row whose checksum does not match, or whose JSON does
+not decode, is reported (logged and counted in `corrupted`) and treated as a miss, so it is recomputed
+and overwritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ..backends.base import GenerationResult
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key      TEXT PRIMARY KEY,
+    model    TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    result   TEXT NOT NULL,
+    checksum TEXT NOT NULL
+)
+"""
+
+
+class CacheMissError(RuntimeError):
+    """--cache-only and a request is not in the cache."""
+
+
+def _checksum(blob: str) -> str:
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def encode_result(result: GenerationResult) -> str:
+    return json.dumps(asdict(result), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_result(blob: str) -> GenerationResult:
+    data = json.loads(blob)
+    return GenerationResult(text=str(data["text"]), finish_reason=str(data["finish_reason"]),
+                            prompt_tokens=int(data.get("prompt_tokens", 0)),
+                            completion_tokens=int(data.get("completion_tokens", 0)), error=data.get("error"))
+
+
+class RequestCache:
+    """Process-local handle on the shared cache file (open one per process; never share across fork)."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._timeout_s = timeout_s
+        self._conn: sqlite3.Connection | None = None
+        self.corrupted = 0
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a committed row survives the death of this process (kill -9);
+                # only a power loss can lose the last commits, which are then simply recomputed.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise RuntimeError(f"request cache {self.path}: cannot open ({exc}); "
+                                   f"move the file away to start a fresh cache") from None
+            self._conn = conn
+        return self._conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, GenerationResult]:
+        """The valid cached results among `keys`; corrupted entries are reported and left out."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, GenerationResult] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT key, result, checksum FROM responses WHERE key IN ({marks})", chunk)
+            for key, blob, checksum in rows:
+                try:
+                    if not isinstance(blob, str) or _checksum(blob) != checksum:
+                        raise ValueError("checksum mismatch")
+                    result = decode_result(blob)
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.corrupted += 1
+                    log.warning("request cache %s: corrupted entry %s (%s); it will be recomputed", self.path, key, exc)
+                    continue
+                found[key] = result
+        return found
+
+    def put_many(self, entries: Mapping[str, GenerationResult], *, model: str, revision: str) -> int:
+        """Store the complete answers among `entries` in one transaction; returns how many were stored."""
+        rows = []
+        for key, result in entries.items():
+            if not result.ok:
+                continue
+            blob = encode_result(result)
+            rows.append((key, model, revision, blob, _checksum(blob)))
+        if rows:
+            with self._transaction():
+                self.conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def __len__(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def keys(self) -> set[str]:
+        return {k for (k,) in self.conn.execute("SELECT key FROM responses")}
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _transaction(self):
+        conn = self.conn
+
+        class _Tx:
+            def __enter__(self_inner):
+                conn.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, exc_type, *_):
+                conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    def __getstate__(self):  # a handle travels to worker processes as its path only
+        return {"path": self.path, "_timeout_s": self._timeout_s, "_conn": None, "corrupted": 0}

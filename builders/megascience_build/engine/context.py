@@ -1,0 +1,163 @@
+"""StageContext: what a stage's process(batch, ctx) can use (see ENGINE_API.md).
+
+ctx.llm(role) returns a CachedGenerator: it looks every request up in the shared cache, sends only the
+misses to the backend, in batches of the model spec's `batch_size` (default 64), and commits each batch's
+results before sending the next, so a kill loses at most the batch in flight. Backends and embedders are
+created on first use and kept for the life of the process, so a stage that never calls a model never loads one.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..backends.base import GenerationRequest, GenerationResult
+from .cache import CacheMissError, RequestCache
+from .models import make_backend, make_embedder
+from .pipeline_config import PipelineConfig, StageSpec
+from .stage import StageError
+
+log = logging.getLogger(__name__)
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class ModelUsage:
+    """Counters for one stage (summed over shards into the manifest)."""
+    requests: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_corrupted: int = 0
+    tokens_in: int = 0            # over every result the stage used (cached or not)
+    tokens_out: int = 0
+    backend_tokens_in: int = 0    # over the requests this run actually sent to a backend
+    backend_tokens_out: int = 0
+    failures: dict[str, int] = field(default_factory=dict)   # finish_reason -> count (not cached)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+class ModelPool:
+    """Backends and embedders of one process, created lazily and shared by every stage that runs there."""
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self._backends: dict[str, Any] = {}
+        self._embedders: dict[str, Any] = {}
+
+    def backend(self, role: str):
+        if role not in self._backends:
+            log.info("loading model %s for role %s", self.config.models[role]["model"], role)
+            self._backends[role] = make_backend(self.config.models[role], role=role)
+        return self._backends[role]
+
+    def embedder(self, role: str):
+        if role not in self._embedders:
+            self._embedders[role] = make_embedder(self.config.models[role], role=role)
+        return self._embedders[role]
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            close = getattr(backend, "close", None)
+            if close:
+                close()
+        self._backends.clear()
+        self._embedders.clear()
+
+
+class CachedGenerator:
+    def __init__(self, *, stage_label: str, role: str, model_id: str, revision: str, batch_size: int,
+                 cache: RequestCache, backend_factory: Callable[[], Any], usage: ModelUsage, cache_only: bool):
+        self.stage_label = stage_label
+        self.role = role
+        self.model_id = model_id
+        self.revision = revision
+        self.batch_size = batch_size
+        self._cache = cache
+        self._backend_factory = backend_factory
+        self._usage = usage
+        self._cache_only = cache_only
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        keys = [r.cache_key(self.model_id, self.revision) for r in requests]
+        before = self._cache.corrupted
+        results: dict[str, GenerationResult] = self._cache.get_many(keys)
+        self._usage.cache_corrupted += self._cache.corrupted - before
+        hits = sum(1 for k in keys if k in results)
+        missing = list(dict.fromkeys(k for k in keys if k not in results))   # one backend call per distinct prompt
+        if missing and self._cache_only:
+            raise CacheMissError(f"stage {self.stage_label!r}: --cache-only, but the request with cache key "
+                                 f"{missing[0]} for model {self.model_id}@{self.revision} (role {self.role!r}) "
+                                 f"is not in the cache {self._cache.path} ({len(missing)} missing in this batch)")
+        if missing:
+            by_key = {k: r for k, r in zip(keys, requests)}
+            backend = self._backend_factory()
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start:start + self.batch_size]
+                answers = backend.generate([by_key[k] for k in chunk])
+                if len(answers) != len(chunk):
+                    raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} returned "
+                                       f"{len(answers)} results for {len(chunk)} requests")
+                fresh = dict(zip(chunk, answers))
+                self._cache.put_many(fresh, model=self.model_id, revision=self.revision)
+                results.update(fresh)
+                for res in answers:
+                    self._usage.backend_tokens_in += res.prompt_tokens
+                    self._usage.backend_tokens_out += res.completion_tokens
+                    if not res.ok:
+                        self._usage.failures[res.finish_reason] = self._usage.failures.get(res.finish_reason, 0) + 1
+        out = [results[k] for k in keys]
+        self._usage.requests += len(keys)
+        self._usage.cache_hits += hits
+        self._usage.cache_misses += len(keys) - hits
+        for res in out:
+            self._usage.tokens_in += res.prompt_tokens
+            self._usage.tokens_out += res.completion_tokens
+        return out
+
+
+class StageContext:
+    """The context of one stage in one process. `usage` collects model counters for the manifest."""
+
+    def __init__(self, config: PipelineConfig, spec: StageSpec, *, cache: RequestCache | None,
+                 models: ModelPool, cache_only: bool = False):
+        self.config = config
+        self.spec = spec
+        self.seed = config.seed
+        self.sampling = spec.sampling
+        self.usage = ModelUsage()
+        self._cache = cache
+        self._models = models
+        self._cache_only = cache_only
+        self._generators: dict[str, CachedGenerator] = {}
+
+    def llm(self, role: str | None = None) -> CachedGenerator:
+        role = role or (self.spec.llm_roles[0] if self.spec.llm_roles else None)
+        if role is None or role not in self.spec.llm_roles:
+            raise StageError(f"stage {self.spec.label!r} asked for model role {role!r}, but its `llm:` in the "
+                             f"pipeline file declares {list(self.spec.llm_roles) or 'none'}")
+        if self._cache is None:
+            raise StageError(f"stage {self.spec.label!r}: no request cache configured")
+        if role not in self._generators:
+            spec = self.config.models[role]
+            self._generators[role] = CachedGenerator(
+                stage_label=self.spec.label, role=role, model_id=str(spec["model"]),
+                revision=str(spec.get("revision", "main")), batch_size=int(spec.get("batch_size", DEFAULT_BATCH_SIZE)),
+                cache=self._cache, backend_factory=lambda: self._models.backend(role), usage=self.usage,
+                cache_only=self._cache_only)
+        return self._generators[role]
+
+    def embedder(self, role: str | None = None):
+        role = role or self.spec.embedder_role
+        if role is None or role != self.spec.embedder_role:
+            raise StageError(f"stage {self.spec.label!r} asked for embedder role {role!r}, but its `embedder:` "
+                             f"in the pipeline file is {self.spec.embedder_role!r}")
+        return self._models.embedder(role)
+
+    def prompt(self, slot: str):
+        try:
+            return self.spec.prompts[slot]
+        except KeyError:
+            raise StageError(f"stage {self.spec.label!r} asked for prompt slot {slot!r}; the pipeline file gives "
+                             f"{sorted(self.spec.prompts) or 'none'}") from None

@@ -1,0 +1,123 @@
+"""Stages and a backend used only by the engine tests (loaded through the pipeline's `plugins:` list)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+
+import pyarrow as pa
+
+from megascience_build.backends.base import GenerationRequest, GenerationResult
+from megascience_build.engine import records
+from megascience_build.engine.stage import Stage, StageOutput, register
+
+
+@register
+class TagLength(Stage):
+    """CPU map: add text_len; drop empty texts."""
+    name = "test_tag_length"
+    inputs = ("id", "provenance", "text")
+    outputs = ("text_len",)
+    defaults = {"min_len": 1}
+
+    def process(self, batch, ctx):
+        texts = batch.column("text").to_pylist()
+        keep = [i for i, t in enumerate(texts) if len(t) >= self.params["min_len"]]
+        dropped = [(i, "too_short") for i, t in enumerate(texts) if len(t) < self.params["min_len"]]
+        kept = batch.take(keep)
+        kept = records.set_column(kept, "text_len", [len(t) for t in kept.column("text").to_pylist()], pa.int64())
+        return StageOutput(kept=records.add_step(kept, {"stage": self.label}), dropped=dropped)
+
+
+@register
+class Answer(Stage):
+    """Model map: ask the llm role about each text; drop failed generations."""
+    name = "test_answer"
+    inputs = ("id", "provenance", "text")
+    outputs = ("answer",)
+    prompt_slots = ("ask",)
+
+    def process(self, batch, ctx):
+        tmpl = ctx.prompt("ask")
+        gen = ctx.llm()
+        requests = [GenerationRequest(tmpl.render(text=t), ctx.sampling) for t in batch.column("text").to_pylist()]
+        results = gen.generate(requests)
+        keep, answers, dropped = [], [], []
+        for i, res in enumerate(results):
+            if res.ok:
+                keep.append(i)
+                answers.append(res.text)
+            else:
+                dropped.append((i, f"generation_{res.finish_reason}"))
+        kept = records.set_column(batch.take(keep), "answer", answers, pa.string())
+        kept = records.add_step(kept, {"stage": self.label, "model": gen.model_id, "revision": gen.revision,
+                                       "prompt": tmpl.name, "prompt_sha256": tmpl.sha256})
+        return StageOutput(kept=kept, dropped=dropped, counters={"answered": len(keep)})
+
+
+@register
+class DedupAnswers(Stage):
+    """Global: keep the first row of each answer."""
+    name = "test_dedup"
+    kind = "global"
+    inputs = ("id", "provenance", "answer")
+
+    def process(self, table, ctx):
+        seen, keep, dropped = set(), [], []
+        for i, a in enumerate(table.column("answer").to_pylist()):
+            (dropped.append((i, "duplicate")) if a in seen else keep.append(i))
+            seen.add(a)
+        return StageOutput(kept=table.take(keep), dropped=dropped)
+
+
+@register
+class Upper(Stage):
+    """CPU map after the barrier."""
+    name = "test_upper"
+    inputs = ("id", "provenance", "answer")
+    outputs = ("answer_upper",)
+
+    def process(self, batch, ctx):
+        return StageOutput(kept=records.set_column(batch, "answer_upper",
+                                                  [a.upper() for a in batch.column("answer").to_pylist()], pa.string()))
+
+
+@register
+class FileSize(Stage):
+    """CPU map over a files input."""
+    name = "test_file_size"
+    inputs = ("id", "provenance", "path")
+    outputs = ("size",)
+
+    def process(self, batch, ctx):
+        return StageOutput(kept=records.set_column(batch, "size", [os.path.getsize(p) for p in batch.column("path").to_pylist()],
+                                                  pa.int64()))
+
+
+class FakeBackend:
+    """Answers with the reversed user message. `delay` seconds per request; each request sent is appended
+    (its last user message) to `calls_file`; a message containing LONG finishes with "length"."""
+
+    def __init__(self, spec):
+        self.model_id = spec["model"]
+        self.revision = spec.get("revision", "main")
+        self.delay = float(spec.get("delay", 0))
+        self.calls_file = spec.get("calls_file")
+
+    def generate(self, requests):
+        out = []
+        for req in requests:
+            text = req.messages[-1]["content"]
+            if self.delay:
+                time.sleep(self.delay)
+            if self.calls_file:
+                with open(self.calls_file, "a") as fh:
+                    fh.write(json.dumps(req.cache_key(self.model_id, self.revision)) + "\n")
+            reason = "length" if "LONG" in text else "stop"
+            out.append(GenerationResult(text=text[::-1], finish_reason=reason, prompt_tokens=len(text.split()),
+                                        completion_tokens=len(text.split())))
+        return out
+
+    def close(self):
+        pass
