@@ -1,0 +1,163 @@
+"""Selection subsets as columns, subset filtering, and the MegaScience mixture.
+
+select_subsets (global): the paper's protocol on one pool (selection.table3_subsets, plus optionally the
+    hardest-questions subset of Table 11). Adds one boolean membership column per subset
+    (selected_difficulty, selected_length, selected_random, selected_difficulty_distill), so every Table 3
+    configuration is a filter on this stage's output. The subset records (rule, parameters, seed, rows,
+    signal range, ids digest) go into the table's schema metadata under `megascience.subsets` and into the
+    counters.
+keep_subset (map): keeps the rows of one membership column (dropped rows: "not_selected").
+mixture (global): TextbookReasoning in full + NaturalReasoning random subset + Nemotron-Science difficulty
+    subset (each annotated), with a `source` column; released columns plus id and provenance, rows ordered
+    by source then id.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import selection as sel
+from ..engine import records
+from ..engine.stage import Stage, StageError, StageOutput, register
+from ..sources import SOURCE_TEXTBOOK, SOURCES
+
+SUBSET_COLUMNS = {"difficulty": "selected_difficulty", "length": "selected_length", "random": "selected_random",
+                  "difficulty_distill": "selected_difficulty_distill"}
+SUBSETS_METADATA_KEY = b"megascience.subsets"
+MIXTURE_COLUMNS = (records.ID, "question", "answer", "subject", "reference_answer", "source", records.PROVENANCE)
+SOURCE_ORDER = (SOURCE_TEXTBOOK, *(s.source_value for s in SOURCES.values()))
+
+
+@register
+class SelectSubsets(Stage):
+    name = "select_subsets"
+    kind = "global"
+    inputs = (records.ID, records.PROVENANCE, sel.DIFFICULTY, sel.LENGTH, sel.LENGTH_EXCLUDED, sel.RANDOM)
+    outputs = tuple(SUBSET_COLUMNS.values())
+    # parent: the configuration name of the pool (subset names are <parent>_difficulty, ...)
+    defaults = {"parent": None, "low": 1.0, "high": 9.0, "strict": True, "seed": None, "distill_below": None}
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        if not self.params["parent"] or not isinstance(self.params["parent"], str):
+            raise StageError(f"stage {self.label!r}: parameter 'parent' (the pool's configuration name) is required")
+        try:
+            self.bounds = sel.DifficultyBounds(float(self.params["low"]), float(self.params["high"]),
+                                               bool(self.params["strict"]))
+        except sel.SelectionError as exc:
+            raise StageError(f"stage {self.label!r}: {exc}") from None
+
+    def output_columns(self, input_names):
+        cols = [c for c in self.outputs if c != SUBSET_COLUMNS["difficulty_distill"] or self.params["distill_below"] is not None]
+        return list(dict.fromkeys([*input_names, *cols]))
+
+    def process(self, batch: pa.Table, ctx) -> StageOutput:
+        seed = ctx.seed if self.params["seed"] is None else int(self.params["seed"])
+        parent = self.params["parent"]
+        plan = sel.PoolPlan(parent, self.bounds, seed, distill_below=self.params["distill_below"])
+        subsets = sel.all_subsets({parent: batch}, [plan])
+        table = batch
+        recs = []
+        for subset in subsets:
+            column = SUBSET_COLUMNS[subset.name[len(parent) + 1:]]
+            member = pa.array(_mask(subset, batch.num_rows), pa.bool_())
+            table = records.set_column(table, column, member)
+            recs.append({**subset.record(batch), "column": column})
+        metadata = dict(table.schema.metadata or {})
+        metadata[SUBSETS_METADATA_KEY] = json.dumps(recs, sort_keys=True).encode()
+        table = table.replace_schema_metadata(metadata)
+        return StageOutput(kept=table, counters={f"{r['name']}_rows": r["rows"] for r in recs})
+
+
+def _mask(subset: sel.Subset, rows: int) -> np.ndarray:
+    mask = np.zeros(rows, dtype=bool)
+    mask[subset.positions] = True
+    return mask
+
+
+def subset_records(table: pa.Table) -> list[dict]:
+    """The subset records a select_subsets stage stored in its output's schema metadata."""
+    raw = (table.schema.metadata or {}).get(SUBSETS_METADATA_KEY)
+    return json.loads(raw) if raw else []
+
+
+@register
+class KeepSubset(Stage):
+    name = "keep_subset"
+    kind = "map"
+    inputs = (records.ID, records.PROVENANCE)
+    defaults = {"column": None}
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        if self.params["column"] not in SUBSET_COLUMNS.values():
+            raise StageError(f"stage {self.label!r}: parameter 'column' must be one of "
+                             f"{sorted(SUBSET_COLUMNS.values())}, got {self.params['column']!r}")
+
+    def check_schema(self, schema: pa.Schema) -> None:
+        super().check_schema(schema)
+        if self.params["column"] not in schema.names:
+            raise StageError(f"stage {self.label!r} keeps rows by column {self.params['column']!r}, "
+                             f"which its input lacks (run select_subsets first); columns: {schema.names}")
+
+    def process(self, batch: pa.Table, ctx) -> StageOutput:
+        self.check_schema(batch.schema)
+        member = batch.column(self.params["column"]).fill_null(False)
+        keep = pc.filter(pa.array(range(batch.num_rows), pa.int64()), member)
+        dropped = [(i, "not_selected") for i, m in enumerate(member.to_pylist()) if not m]
+        return StageOutput(kept=batch.take(keep), dropped=dropped)
+
+
+def source_of(provenance: str, repo_sources: dict[str, str]) -> str | None:
+    origin = records.origin_of(provenance)
+    if origin.get("kind") == "book":
+        return SOURCE_TEXTBOOK
+    return repo_sources.get(origin.get("repo")) if origin.get("kind") == "dataset" else None
+
+
+@register
+class Mixture(Stage):
+    name = "mixture"
+    kind = "global"
+    inputs = (records.ID, records.PROVENANCE, "question", "answer", "subject", "reference_answer")
+    outputs = ("source",)
+    # expect: rows per source that the mixture must contain (null: no check), e.g. for the full build
+    defaults = {"sources": [SOURCE_TEXTBOOK, SOURCES["natural_reasoning"].source_value,
+                            SOURCES["nemotron_science"].source_value], "expect": None}
+
+    def output_columns(self, input_names):
+        return list(MIXTURE_COLUMNS)
+
+    def process(self, batch: pa.Table, ctx) -> StageOutput:
+        allowed = list(self.params["sources"])
+        repo_sources = {s.repo: s.source_value for s in SOURCES.values()}
+        given = batch.column("source").to_pylist() if "source" in batch.column_names else [None] * batch.num_rows
+        provs = batch.column(records.PROVENANCE).to_pylist()
+        ids = batch.column(records.ID).to_pylist()
+        sources, dropped, seen = [], [], set()
+        for i, (src, prov, row_id) in enumerate(zip(given, provs, ids)):
+            src = src or source_of(prov, repo_sources)
+            if src not in allowed:
+                dropped.append((i, "unknown_source"))
+            elif row_id in seen:
+                dropped.append((i, "duplicate_id"))
+            else:
+                seen.add(row_id)
+                sources.append((i, src))
+        order = sorted(sources, key=lambda p: (SOURCE_ORDER.index(p[1]) if p[1] in SOURCE_ORDER else len(SOURCE_ORDER),
+                                               p[1], ids[p[0]]))
+        table = batch.take(pa.array([i for i, _ in order], pa.int64()))
+        table = records.set_column(table, "source", pa.array([s for _, s in order], pa.string()))
+        table = table.select(list(MIXTURE_COLUMNS))
+        table = records.add_step(table, {"stage": self.label, "sources": allowed})
+        counts = {s: sum(1 for _, x in order if x == s) for s in allowed}
+        expect = self.params["expect"]
+        if expect:
+            wrong = {s: (counts.get(s, 0), n) for s, n in expect.items() if counts.get(s, 0) != n}
+            if wrong:
+                raise StageError(f"stage {self.label!r}: rows per source (got, expected) differ: {wrong}")
+        return StageOutput(kept=table, dropped=dropped, counters={f"rows_{s}": n for s, n in counts.items()})

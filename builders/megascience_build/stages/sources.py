@@ -1,0 +1,73 @@
+"""Source adapter stage: upstream rows (with the engine's source_file/source_row columns) -> our schema."""
+from __future__ import annotations
+
+import posixpath
+from typing import Sequence
+
+import pyarrow as pa
+
+from ..engine import records
+from ..engine.stage import Stage, StageError, StageOutput, register
+from ..sources import SCP116K, SOURCES, is_commit_sha, source_spec
+
+OUTPUT_COLUMNS = (records.ID, records.PROVENANCE, "question", "answer", "subject", "reference_answer", "source")
+
+
+@register
+class AdaptSource(Stage):
+    """Map NaturalReasoning / Nemotron-Science / SCP-116K rows to question, answer, subject,
+    reference_answer, source with a dataset-row provenance; rows that do not fit are dropped with a reason."""
+    name = "adapt_source"
+    kind = "map"
+    inputs = ("source_file", "source_row")
+    outputs = OUTPUT_COLUMNS
+    defaults = {"source": None, "revision": None, "answer_field": "r1_response"}
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        if self.params["source"] not in SOURCES:
+            raise StageError(f"stage {self.label!r}: parameter 'source' must be one of {sorted(SOURCES)}, "
+                             f"got {self.params['source']!r}")
+        self.spec = source_spec(self.params["source"])
+        self.revision = str(self.params["revision"] or self.spec.revision)
+
+    def _upstream_columns(self) -> tuple[str, ...]:
+        extra = (self.params["answer_field"],) if self.spec.name == SCP116K else ()
+        return (*self.spec.columns, *extra)
+
+    def check_schema(self, schema: pa.Schema) -> None:
+        super().check_schema(schema)
+        missing = [c for c in self._upstream_columns() if c not in schema.names]
+        if missing:
+            raise StageError(f"stage {self.label!r}: source {self.spec.name!r} ({self.spec.repo}) needs upstream "
+                             f"column(s) {missing}, but the input has only {schema.names}")
+
+    def output_columns(self, input_names: Sequence[str]) -> list[str]:
+        return list(OUTPUT_COLUMNS)
+
+    def process(self, batch: pa.Table, ctx) -> StageOutput:
+        self.check_schema(batch.schema)
+        spec, params = self.spec, self.params
+        rows = batch.select(["source_file", "source_row", *self._upstream_columns()]).to_pylist()
+        kept: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
+        dropped: list[tuple[int, str]] = []
+        for pos, row in enumerate(rows):
+            mapped, reason = spec.adapt(row, params)
+            if mapped is None:
+                dropped.append((pos, reason))
+                continue
+            file = posixpath.basename(str(row["source_file"]).replace("\\", "/"))
+            index = int(row["source_row"])
+            origin = {"kind": "dataset", "repo": spec.repo, "revision": self.revision, "config": spec.config,
+                      "split": spec.split, "file": file, "row": index}
+            kept[records.ID].append(records.content_id(spec.repo, spec.split, file, index))
+            kept[records.PROVENANCE].append(records.new_provenance(origin))
+            for column in ("question", "answer", "subject", "reference_answer"):
+                kept[column].append(mapped[column])
+            kept["source"].append(spec.source_value)
+        table = pa.table({c: pa.array(v, pa.string()) for c, v in kept.items()})
+        if table.num_rows:
+            table = records.add_step(table, {"stage": self.label, "source": spec.name, "repo": spec.repo,
+                                             "revision": self.revision})
+        counters = {} if is_commit_sha(self.revision) else {"unpinned_revision_rows": table.num_rows}
+        return StageOutput(kept=table, dropped=dropped, counters=counters)
