@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
@@ -240,5 +240,5 @@ def parse_catalogue(data: Any, origin: str = "catalogue.yaml") -> Catalogue:
 
 @lru_cache(maxsize=1)
 def load_catalogue() -> Catalogue:
-    text = resources.files("megascience_datasets").joinpath("catalogue.yaml").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "catalogue.yaml").read_text(encoding="utf-8")
     return parse_catalogue(yaml.safe_load(text))

@@ -1,0 +1,61 @@
+"""megascience_datasets.load_dataset: pinned, verified, typed loading of any catalogue configuration."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from .builder import make_builder
+from .lockfile import Lock, as_lock
+from .resolve import Resolved, resolve
+
+
+def load_dataset(config: str = "textbook", split: str | None = None, streaming: bool = False,
+                 revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 columns: Sequence[str] | None = None, filters=None, lock: "Lock | str | os.PathLike | None" = None,
+                 source: str | None = None, sample: bool = False, verify: bool = False, progress: bool = True,
+                 batch_size: int | None = None, num_proc: int | None = None, keep_in_memory: bool | None = None):
+    """Load one configuration like `datasets.load_dataset`, at a revision resolved to a full commit sha.
+
+    config     a catalogue name (`megascience list`)
+    revision   tag, branch or full sha; default: the catalogue's pin (or the lock's sha)
+    source     override where the shards live: a Hub repo id, a local dataset repository folder or an
+               fsspec URL (default: the catalogue; release configurations read $MEGASCIENCE_RELEASE)
+    lock       a Lock or the path of a lock file: anything but the locked shards is refused
+    sample     load the small embedded sample (also `revision="sample"`); never used implicitly
+    columns    project to these columns (pushed down into the parquet reader)
+    filters    pyarrow/parquet filters, e.g. [("subject", "==", "physics")] (pushed down)
+    verify     re-hash already cached shards instead of trusting the store's record
+    Returns a Dataset/DatasetDict, or an IterableDataset/IterableDatasetDict with streaming=True;
+    `.info` carries the description, license and citation. `resolve_config` gives the commit sha and shards.
+    """
+    res = resolve_config(config, revision, source=source, lock=lock, streaming=streaming, cache_dir=cache_dir,
+                         sample=sample, verify=verify, progress=progress)
+    return load_resolved(res, split=split, streaming=streaming, cache_dir=cache_dir, columns=columns,
+                         filters=filters, batch_size=batch_size, num_proc=num_proc, keep_in_memory=keep_in_memory,
+                         progress=progress)
+
+
+def resolve_config(config: str, revision: str | None = None, *, source: str | None = None, lock=None,
+                   streaming: bool = False, cache_dir=None, sample: bool = False, verify: bool = False,
+                   progress: bool = True) -> Resolved:
+    """Resolve and verify without building: the commit sha, the shard files and what they must be."""
+    return resolve(config, revision, source=source, lock=as_lock(lock), streaming=streaming, cache_dir=cache_dir,
+                   sample=sample, verify=verify, progress=progress)
+
+
+def load_resolved(res: Resolved, *, split=None, streaming=False, cache_dir=None, columns=None, filters=None,
+                  batch_size=None, num_proc=None, keep_in_memory=None, progress=True):
+    import datasets
+
+    builder = make_builder(res.entry.name, res.data_files, res.sha, cache_dir=cache_dir, columns=columns,
+                           filters=filters, batch_size=batch_size)
+    if streaming:
+        return builder.as_streaming_dataset(split=split)
+    if not progress:
+        datasets.disable_progress_bars()
+    try:
+        builder.download_and_prepare(num_proc=num_proc)
+    finally:
+        if not progress:
+            datasets.enable_progress_bars()
+    return builder.as_dataset(split=split, in_memory=bool(keep_in_memory))
