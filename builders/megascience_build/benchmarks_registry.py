@@ -370,7 +370,8 @@ def _record_sources(spec: BenchmarkSpec, snapshot_download=None) -> Iterator[tup
 
 def _option_texts(value: Any) -> list[str]:
     if isinstance(value, Mapping):            # e.g. ChemBench target_scores: {choice: score}
-        return [str(k) for k in value]
+        # (from parquet/arrow a dict arrives as a struct of every row's keys, absent ones None)
+        return [str(k) for k, v in value.items() if v is not None]
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     return [] if value is None else [str(value)]

@@ -1,0 +1,119 @@
+"""Cheap contamination matching: normalised text, word n-gram overlap, and embedding nearest neighbours.
+
+Normalisation (as lm-evaluation-harness's decontamination does, in spirit): Unicode NFKC, lower case,
+punctuation and symbols become spaces, whitespace collapses. Words are the space-separated tokens.
+
+N-gram overlap: a training question is contaminated if it contains any `n`-word window (default 13, the
+GPT-3 / lm-eval choice) of a benchmark question. A benchmark question shorter than `n` words but with at
+least `min_words` words (default 8) is indexed as one key of its full length, so a training question that
+contains it word for word is caught as well; shorter benchmark questions are left to the embedding and
+judge path (too many everyday phrases have under 8 words).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Sequence
+
+import numpy as np
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(_NON_WORD.sub(" ", text).split())
+
+
+def _hash_words(words: Sequence[str]) -> int:
+    digest = hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _windows(words: Sequence[str], n: int) -> list[int]:
+    return [_hash_words(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+class NgramIndex:
+    """Which benchmark question (by position) owns each n-gram; sorted 64-bit hashes, so memory stays small."""
+
+    def __init__(self, texts: Sequence[str], n: int = 13, min_words: int = 8,
+                 exact_aliases: Sequence[str | None] | None = None):
+        """`exact_aliases[i]`: another text that counts as an exact match of question i (its stem without
+        the appended choices), when it has at least `min_words` words."""
+        if n < 1 or min_words < 1 or min_words > n:
+            raise ValueError(f"n-gram sizes must satisfy 1 <= min_words <= n, got n={n}, min_words={min_words}")
+        self.n, self.min_words = n, min_words
+        exact: dict[str, int] = {}
+        hashes: list[int] = []
+        owners: list[int] = []
+        lengths: set[int] = set()
+        for pos, text in enumerate(texts):
+            norm = normalize(text)
+            if not norm:
+                continue
+            exact.setdefault(norm, pos)
+            alias = normalize(exact_aliases[pos]) if exact_aliases and exact_aliases[pos] else ""
+            if len(alias.split()) >= min_words:     # a generic short stem alone identifies nothing
+                exact.setdefault(alias, pos)
+            words = norm.split()
+            if len(words) >= n:
+                keys = _windows(words, n)
+            elif len(words) >= min_words:
+                keys = [_hash_words(words)]
+                lengths.add(len(words))
+            else:
+                keys = []
+            hashes += keys
+            owners += [pos] * len(keys)
+        self.exact = exact
+        order = np.argsort(np.asarray(hashes, dtype=np.int64), kind="stable")
+        self.hashes = np.asarray(hashes, dtype=np.int64)[order]
+        self.owners = np.asarray(owners, dtype=np.int64)[order]
+        self.lengths = sorted(lengths | ({n} if len(self.hashes) else set()))
+
+    def match_exact(self, text: str) -> int | None:
+        return self.exact.get(normalize(text))
+
+    def match_ngram(self, text: str) -> int | None:
+        """The first benchmark question sharing an indexed n-gram with `text`, or None."""
+        words = normalize(text).split()
+        keys = [k for length in self.lengths for k in _windows(words, length)]
+        if not keys or not len(self.hashes):
+            return None
+        keys_arr = np.asarray(keys, dtype=np.int64)
+        at = np.searchsorted(self.hashes, keys_arr)
+        at = np.minimum(at, len(self.hashes) - 1)
+        hit = np.flatnonzero(self.hashes[at] == keys_arr)
+        return int(self.owners[at[hit[0]]]) if len(hit) else None
+
+
+def top_k(queries: np.ndarray, index: np.ndarray, k: int, max_block_bytes: int = 64 << 20
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The k most similar rows of `index` for each query row (dot product = cosine for L2-normalised rows).
+
+    Returns (positions, similarities), each of shape (len(queries), min(k, len(index))), best first.
+    The similarity matrix is computed a block of queries at a time, each block at most `max_block_bytes`.
+    """
+    queries = np.asarray(queries, dtype=np.float32)
+    index = np.asarray(index, dtype=np.float32)
+    if queries.ndim != 2 or index.ndim != 2 or queries.shape[1] != index.shape[1]:
+        raise ValueError(f"embedding shapes do not match: queries {queries.shape}, index {index.shape}")
+    k = min(k, len(index))
+    positions = np.zeros((len(queries), k), dtype=np.int64)
+    sims = np.zeros((len(queries), k), dtype=np.float32)
+    if k == 0 or len(queries) == 0:
+        return positions, sims
+    block = max(1, max_block_bytes // (4 * len(index)))
+    for start in range(0, len(queries), block):
+        s = queries[start:start + block] @ index.T
+        if k < len(index):
+            part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(len(index)), s.shape).copy()
+        part_sims = np.take_along_axis(s, part, axis=1)
+        order = np.argsort(-part_sims, axis=1, kind="stable")
+        positions[start:start + block] = np.take_along_axis(part, order, axis=1)
+        sims[start:start + block] = np.take_along_axis(part_sims, order, axis=1)
+    return positions, sims

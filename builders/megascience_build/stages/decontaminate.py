@@ -1,0 +1,304 @@
+"""Stage 8: remove training questions that are (paraphrases of) benchmark questions.
+
+Three steps per row, cheapest first:
+1. exact: the normalised question equals a benchmark question            -> drop "contaminated_exact"
+2. n-gram: it shares a 13-word window with a benchmark question          -> drop "contaminated_ngram"
+   (shorter benchmark questions of >= 8 words count as one whole window; see decontam_match)
+3. judge: embed it, take the top_k (5) most similar benchmark questions (cosine over the pooled index of
+   all selected benchmarks), and ask the LLM whether each pair is the same question (prompt slot
+   "judge"). Any YES                                                        -> drop "contaminated_judge"
+
+Judgement outcomes: YES/NO as parsed by parsers.parse_decision. An unparseable reply counts as
+"unparseable_judgement" and is treated as NO (the paper does not say what it did; the authors' code drops a
+row only when all 5 are unparseable, available as drop_if_all_unparseable: true). A reply that hit
+max_tokens or failed ("length"/"error") is not an answer: unless another neighbour was judged YES, the row is
+dropped with "generation_<reason>", as for every LLM stage.
+
+`min_similarity` (default null = the paper: every top-k pair goes to the judge) skips pairs whose cosine is
+below the floor; with all-MiniLM-L6-v2 a floor around 0.5 removes most judge calls at little recall cost
+(see BENCHMARKS.md, Decontamination), which is how the CPU demo keeps the judge affordable.
+
+Kind "map": each worker loads the benchmark index once and keeps it for the process (and, with
+`index_cache_dir`, keeps the benchmark embeddings on disk keyed by index fingerprint and embedding model),
+so shards run in parallel and resume like any other map stage.
+
+Counters: "contaminated:<benchmark>:<exact|ngram|judge>" per removed row, plus judge_calls, judge_yes,
+judge_no, unparseable_judgement, judge_generation_<reason>, pairs_below_floor, rows_judged.
+`contamination_report(counters)` turns them into the per-benchmark table; write_contamination_report
+writes it as markdown and JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..backends.base import GenerationRequest
+from ..benchmarks_registry import (BenchmarkQuestion, fingerprint, load_benchmarks, load_registry)
+from ..decontam_match import NgramIndex, top_k
+from ..engine import records
+from ..engine.records import ID, PROVENANCE
+from ..engine.stage import Stage, StageError, StageOutput, register
+from ..parsers import parse_decision
+
+METHODS = ("exact", "ngram", "judge")
+COUNTER_PREFIX = "contaminated:"
+
+
+@dataclass
+class BenchmarkIndex:
+    questions: list[BenchmarkQuestion]
+    ngrams: NgramIndex
+    fingerprint: str
+    _embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def embeddings(self, embedder, cache_dir: str | None = None) -> np.ndarray:
+        model = str(getattr(embedder, "model_id", "") or f"unnamed-{id(embedder)}")
+        if model in self._embeddings:
+            return self._embeddings[model]
+        path = None
+        if cache_dir and not model.startswith("unnamed-"):
+            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)
+            path = Path(cache_dir) / f"benchmarks-{self.fingerprint[:16]}-{safe}.npy"
+        if path is not None and path.is_file():
+            vecs = np.load(path)
+        else:
+            vecs = np.asarray(embedder.encode([q.text for q in self.questions]), dtype=np.float32)
+            if vecs.shape[0] != len(self.questions):
+                raise StageError(f"embedder {model} returned {vecs.shape[0]} vectors for "
+                                 f"{len(self.questions)} benchmark questions")
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+                with os.fdopen(fd, "wb") as f:
+                    np.save(f, vecs)
+                os.replace(tmp, path)
+        self._embeddings[model] = vecs
+        return vecs
+
+
+_INDEXES: dict[tuple, BenchmarkIndex] = {}
+
+
+def benchmark_index(registry: str | None, benchmarks: str | Sequence[str], ngram: int, min_words: int
+                    ) -> BenchmarkIndex:
+    """The pooled benchmark index, built once per process for each configuration."""
+    key = (registry, benchmarks if isinstance(benchmarks, str) else tuple(benchmarks), ngram, min_words)
+    if key not in _INDEXES:
+        reg = load_registry(_registry_path(registry))
+        questions = load_benchmarks(reg.select(benchmarks))
+        ngrams = NgramIndex([q.text for q in questions], n=ngram, min_words=min_words,
+                            exact_aliases=[q.stem for q in questions])
+        _INDEXES[key] = BenchmarkIndex(questions, ngrams, fingerprint(questions))
+    return _INDEXES[key]
+
+
+def _registry_path(registry: str | None) -> str | None:
+    if registry is None or os.path.isabs(registry) or os.path.exists(registry):
+        return registry
+    packaged = Path(__file__).resolve().parent.parent / "pipelines" / registry
+    return str(packaged) if packaged.exists() else registry
+
+
+@register
+class Decontaminate(Stage):
+    name = "decontaminate"
+    kind = "map"
+    inputs = (ID, PROVENANCE, "question")
+    outputs = ()
+    defaults = {
+        "registry": None,                  # registry YAML; null = the packaged pipelines/benchmarks.yaml
+        "benchmarks": "paper",             # a set name, or a list of benchmark / set names
+        "question_field": "question",
+        "ngram": 13,
+        "ngram_min_words": 8,
+        "top_k": 5,
+        "min_similarity": None,            # null: judge every top-k pair (the paper)
+        "drop_if_all_unparseable": False,  # true: the authors' code
+        "index_cache_dir": None,
+    }
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        p = self.params
+        if not isinstance(p["question_field"], str) or not p["question_field"]:
+            raise StageError(f"stage {self.label!r}: question_field must be a column name")
+        self.inputs = (ID, PROVENANCE, p["question_field"])
+        if not isinstance(p["top_k"], int) or p["top_k"] < 1:
+            raise StageError(f"stage {self.label!r}: top_k must be a positive integer, got {p['top_k']!r}")
+        if not isinstance(p["ngram"], int) or not isinstance(p["ngram_min_words"], int) \
+                or not 1 <= p["ngram_min_words"] <= p["ngram"]:
+            raise StageError(f"stage {self.label!r}: need integers 1 <= ngram_min_words <= ngram, "
+                             f"got ngram={p['ngram']!r}, ngram_min_words={p['ngram_min_words']!r}")
+        floor = p["min_similarity"]
+        if floor is not None and not (isinstance(floor, (int, float)) and -1 <= floor <= 1):
+            raise StageError(f"stage {self.label!r}: min_similarity must be null or a cosine in [-1, 1]")
+        if not p["benchmarks"]:
+            raise StageError(f"stage {self.label!r}: benchmarks must name a set or list benchmarks")
+
+    def index(self) -> BenchmarkIndex:
+        p = self.params
+        return benchmark_index(p["registry"], p["benchmarks"], p["ngram"], p["ngram_min_words"])
+
+    def process(self, batch: pa.Table, ctx) -> StageOutput:
+        p = self.params
+        index = self.index()
+        questions = batch.column(p["question_field"]).to_pylist()
+        counters: Counter[str] = Counter()
+        dropped: list[tuple[int, str]] = []
+        signals: dict[int, dict[str, Any]] = {}
+
+        to_judge: list[int] = []
+        for i, q in enumerate(questions):
+            if not isinstance(q, str) or not q.strip():
+                dropped.append((i, "missing_question"))
+                continue
+            method, hit = "exact", index.ngrams.match_exact(q)
+            if hit is None:
+                method, hit = "ngram", index.ngrams.match_ngram(q)
+            if hit is not None:
+                dropped.append((i, f"contaminated_{method}"))
+                counters[f"{COUNTER_PREFIX}{index.questions[hit].benchmark}:{method}"] += 1
+            else:
+                to_judge.append(i)
+
+        step: dict[str, Any] = {"stage": self.label, "benchmarks": sorted({q.benchmark for q in index.questions}),
+                                "benchmark_index_sha256": index.fingerprint}
+        if to_judge:
+            embedder = ctx.embedder()
+            llm = ctx.llm()
+            template = ctx.prompt("judge")
+            step.update(model=llm.model_id, revision=llm.revision, prompt=template.name,
+                        prompt_sha256=template.sha256, embedder=getattr(embedder, "model_id", None))
+            query_vecs = np.asarray(embedder.encode([questions[i] for i in to_judge]), dtype=np.float32)
+            positions, sims = top_k(query_vecs, index.embeddings(embedder, p["index_cache_dir"]), p["top_k"])
+            requests, pairs = [], []
+            for row, i in enumerate(to_judge):
+                for pos, sim in zip(positions[row], sims[row]):
+                    if p["min_similarity"] is not None and sim < p["min_similarity"]:
+                        counters["pairs_below_floor"] += 1
+                        continue
+                    messages = template.render(question=questions[i], candidate=index.questions[pos].text)
+                    requests.append(GenerationRequest(messages=messages, sampling=ctx.sampling))
+                    pairs.append((row, int(pos), float(sim)))
+            results = llm.generate(requests) if requests else []
+            if len(results) != len(requests):
+                raise StageError(f"stage {self.label!r}: the judge returned {len(results)} results "
+                                 f"for {len(requests)} requests")
+            verdicts = self._tally(pairs, results, len(to_judge), counters)
+            for row, i in enumerate(to_judge):
+                reason, signal = self._decide(verdicts[row], positions[row], sims[row], index, counters)
+                if reason:
+                    dropped.append((i, reason))
+                else:
+                    signals[i] = signal
+
+        dropped.sort()
+        gone = {i for i, _ in dropped}
+        keep = [i for i in range(batch.num_rows) if i not in gone]
+        kept = batch.take(pa.array(keep, pa.int64())) if len(keep) < batch.num_rows else batch
+        kept = records.add_step(kept, step, [signals.get(i) for i in keep])
+        return StageOutput(kept=kept, dropped=dropped, counters=dict(counters))
+
+    @staticmethod
+    def _tally(pairs, results, n_rows: int, counters: Counter) -> list[dict[str, Any]]:
+        verdicts = [{"yes": [], "no": 0, "unparseable": 0, "failed": [], "judged": 0} for _ in range(n_rows)]
+        for (row, pos, sim), result in zip(pairs, results):
+            v = verdicts[row]
+            v["judged"] += 1
+            counters["judge_calls"] += 1
+            if result.finish_reason != "stop":
+                v["failed"].append(result.finish_reason)
+                counters[f"judge_generation_{result.finish_reason}"] += 1
+                continue
+            decision = parse_decision(result.text)
+            if decision is None:
+                v["unparseable"] += 1
+                counters["unparseable_judgement"] += 1
+            elif decision:
+                v["yes"].append((pos, sim))
+                counters["judge_yes"] += 1
+            else:
+                v["no"] += 1
+                counters["judge_no"] += 1
+        return verdicts
+
+    def _decide(self, v, positions, sims, index: BenchmarkIndex, counters: Counter):
+        if v["judged"]:
+            counters["rows_judged"] += 1
+        if v["yes"]:
+            pos, _ = max(v["yes"], key=lambda x: x[1])
+            counters[f"{COUNTER_PREFIX}{index.questions[pos].benchmark}:judge"] += 1
+            return "contaminated_judge", None
+        if v["failed"]:
+            return f"generation_{v['failed'][0]}", None
+        if self.params["drop_if_all_unparseable"] and v["judged"] and v["unparseable"] == v["judged"]:
+            return "unparseable_judgement", None
+        nearest = index.questions[int(positions[0])] if len(positions) else None
+        decision = ("below_floor" if not v["judged"] else
+                    "not_same" if v["no"] else "unparseable")
+        return None, {"decontamination": {
+            "nearest_benchmark": nearest.benchmark if nearest else None,
+            "nearest_question_id": nearest.id if nearest else None,
+            "similarity": round(float(sims[0]), 4) if len(sims) else None,
+            "decision": decision, "judged": v["judged"], "judged_no": v["no"],
+            "unparseable": v["unparseable"]}}
+
+
+# -- the per-benchmark report ------------------------------------------------------------------------------
+
+def contamination_report(counters: Mapping[str, int]) -> dict[str, Any]:
+    """{"benchmarks": {name: {"exact": n, "ngram": n, "judge": n, "total": n}}, "total": {...}, "judge": {...}}
+    from a stage's (or a whole run's summed) counters."""
+    table: dict[str, dict[str, int]] = {}
+    for key, n in counters.items():
+        if not key.startswith(COUNTER_PREFIX):
+            continue
+        bench, _, method = key[len(COUNTER_PREFIX):].rpartition(":")
+        if method not in METHODS:
+            continue
+        row = table.setdefault(bench, {m: 0 for m in METHODS})
+        row[method] += int(n)
+    for row in table.values():
+        row["total"] = sum(row[m] for m in METHODS)
+    total = {m: sum(r[m] for r in table.values()) for m in (*METHODS, "total")}
+    judge = {k: int(v) for k, v in counters.items()
+             if k in ("judge_calls", "judge_yes", "judge_no", "unparseable_judgement", "pairs_below_floor",
+                      "rows_judged") or k.startswith("judge_generation_")}
+    return {"benchmarks": dict(sorted(table.items())), "total": total, "judge": judge}
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    lines = ["| benchmark | exact | n-gram | judge | total |", "| --- | ---: | ---: | ---: | ---: |"]
+    for bench, row in report["benchmarks"].items():
+        lines.append(f"| {bench} | {row['exact']:,} | {row['ngram']:,} | {row['judge']:,} | {row['total']:,} |")
+    t = report["total"]
+    lines.append(f"| **total** | {t['exact']:,} | {t['ngram']:,} | {t['judge']:,} | {t['total']:,} |")
+    if report["judge"]:
+        lines += ["", "Judge: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report["judge"].items()))]
+    return "\n".join(lines) + "\n"
+
+
+def write_contamination_report(counters: Mapping[str, int], out_dir: str | os.PathLike,
+                               stem: str = "decontamination") -> tuple[Path, Path]:
+    """Write <stem>.md and <stem>.json into out_dir (each atomically); return their paths."""
+    report = contamination_report(counters)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix, text in ((".md", report_markdown(report)), (".json", json.dumps(report, indent=2) + "\n")):
+        path = out / f"{stem}{suffix}"
+        fd, tmp = tempfile.mkstemp(dir=out, suffix=suffix + ".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths[0], paths[1]
