@@ -138,6 +138,22 @@ def parse_decision(text: object) -> bool | None:
         return None
 
 
+_SOLUTION_LABEL = re.compile(
+    r"^[ \t#*_]*(?:rewritten[ \t]+answer|refined[ \t]+answer|answer|solution)[ \t]*[*_]*[ \t]*[:：][ \t]*[*_]*[ \t]*", re.I)
+
+
+def parse_solution(text: object) -> str | None:
+    """A free-form solution (supplemented or distilled answer): the reply without a leading
+    `Answer:`/`Solution:` label or empty \\boxed{}; None when nothing is left."""
+    if not isinstance(text, str):
+        return None
+    try:
+        body = _clean(_EMPTY_BOX.sub("", _SOLUTION_LABEL.sub("", text.strip(), count=1)))
+        return body or None
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _boxed_spans(text: str) -> list[str]:
     """Contents of every balanced \\boxed{...} in order; escaped braces \\{ \\} do not count."""
     found = []
