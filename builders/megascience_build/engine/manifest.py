@@ -3,7 +3,8 @@
 Per stage: rows in/out, drops by reason, rows per subject in/out, counters, models (id + revision),
 prompts (name + sha256), sampling, tokens, cache hits/misses, shards computed vs resumed, wall time.
 Per run: pipeline file + sha256, package version, executor, input, output shards (rows, bytes, sha256).
-Counts are summed from the shard sidecars, so a resumed run reports the whole dataset, not just its part.
+Counts are summed from the shard sidecars, so a resumed run reports the whole dataset, not just its part;
+`usage_this_run` has the model counters of the shards this run computed.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def build_manifest(config: PipelineConfig, *, executor: str, started_at: datetim
             "sampling": asdict(spec.sampling) if spec.llm_roles else None,
             "shards": len(metas), "shards_resumed": sum(1 for m in metas if m.get("resumed")),
             **totals,
+            # `usage` covers every shard (resumed ones as recorded when they were computed); this only this run
+            "usage_this_run": merge_stats([m["stats"] for m in metas if not m.get("resumed")])["usage"],
         })
     return {
         "name": config.name,

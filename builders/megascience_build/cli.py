@@ -1,0 +1,139 @@
+"""`megascience-build`: run a pipeline into a work directory, show its status, render its report.
+
+Exit codes: 0 success; 2 configuration or input error (found before any work); 1 run failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .engine.stage import StageError
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _model_override(text: str) -> tuple[str, str]:
+    role, sep, model = text.partition("=")
+    if not sep or not role or not model:
+        raise argparse.ArgumentTypeError(f"expected ROLE=MODEL_ID[@REVISION], got {text!r}")
+    return role, model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="megascience-build", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a pipeline file into a work directory (resumes where it stopped)",
+                         description="Run a pipeline file into a work directory. Finished shards are kept; "
+                                     "model answers come from the request cache when present.")
+    run.add_argument("pipeline", type=Path, help="pipeline configuration file (YAML)")
+    run.add_argument("--work", type=Path, required=True, help="work directory (created if missing)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local processes (default) or a Ray cluster (RAY_ADDRESS or a local instance)")
+    run.add_argument("--backend", help="use this backend for every generation model role")
+    run.add_argument("--model", action="append", default=[], type=_model_override, metavar="ROLE=ID[@REV]",
+                     help="replace the model of one role (repeatable)")
+    run.add_argument("--limit", type=int, help="use only the first N input rows (trial run)")
+    run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                     help="parallel processes for CPU stages (local executor; default: %(default)s)")
+    run.add_argument("--cache", help="request cache file (default: WORK/cache.sqlite); share it between runs")
+    run.add_argument("--cache-only", action="store_true",
+                     help="replay from the request cache without loading any model; a miss is an error")
+    run.add_argument("--output", help="where to write the final shards (any fsspec path; default WORK/output)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    status = sub.add_parser("status", help="which stages and shards of a work directory are done",
+                            description="Show, per stage, the shards that are finished and their rows.")
+    status.add_argument("--work", type=Path, required=True)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    report = sub.add_parser("report", help="rewrite report.md and report.png from the manifest",
+                            description="Render report.md and report.png from WORK/manifest.json and print the markdown.")
+    report.add_argument("--work", type=Path, required=True)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from .engine.cache import CacheMissError
+    from .engine.executor_local import RunOptions, run_local
+    from .engine.pipeline_config import load_pipeline
+    from .engine.workdir import WorkDirLocked
+
+    try:
+        config = load_pipeline(args.pipeline, backend=args.backend, models=dict(args.model), limit=args.limit)
+    except StageError as exc:
+        print(f"megascience-build: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.workers < 1:
+        print("megascience-build: configuration error: --workers must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    options = RunOptions(workers=args.workers, cache_path=args.cache, cache_only=args.cache_only,
+                         progress=not args.no_progress, output=args.output, executor=args.executor)
+    try:
+        if args.executor == "ray":
+            from .engine.executor_ray import run_ray
+            manifest = run_ray(config, args.work, options)
+        else:
+            manifest = run_local(config, args.work, options)
+    except StageError as exc:
+        print(f"megascience-build: input error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (WorkDirLocked, CacheMissError) as exc:
+        print(f"megascience-build: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a stage or backend failed mid-run: finished shards stay, a rerun resumes
+        logging.getLogger("megascience_build").exception("run failed")
+        print(f"megascience-build: run failed: {type(exc).__name__}: {exc}\n"
+              f"finished shards and cached answers are kept; run the same command again to resume", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"done: {manifest['output_rows']} rows in {len(manifest['outputs'])} shard(s); "
+          f"manifest {Path(args.work) / 'manifest.json'}, report {Path(args.work) / 'report.md'}")
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from .engine.status import work_status
+    try:
+        status = work_status(args.work)
+    except FileNotFoundError as exc:
+        print(f"megascience-build: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    print(f"work directory {status['work']} (pipeline {status['pipeline']}; input shards {status['input_shards']})")
+    print(f"{'stage':24} {'state':10} {'shards done':>12} {'rows out':>10}")
+    for st in status["stages"]:
+        print(f"{st['label']:24} {st['state']:10} {st['shards_done']:>12} {st['rows_out']:>10}")
+    if status["locked_by"]:
+        print(f"a run is in progress (pid {status['locked_by']})")
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .engine.manifest import read_manifest
+    from .engine.report import render_markdown, write_report
+    try:
+        manifest = read_manifest(args.work)
+    except FileNotFoundError as exc:
+        print(f"megascience-build: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    write_report(manifest, Path(args.work))
+    print(render_markdown(manifest))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return {"run": cmd_run, "status": cmd_status, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Pipeline files: every mistake is a StageError naming file, stage and field, raised before any work."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import write_pipeline
+from megascience_build.engine.pipeline_config import load_pipeline
+from megascience_build.engine.stage import StageError
+
+
+def edit(path, fn):
+    doc = yaml.safe_load(path.read_text())
+    fn(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_loads_and_resolves(pipeline):
+    cfg = load_pipeline(pipeline)
+    assert [s.label for s in cfg.stages] == ["tag", "answer", "dedup", "upper"]
+    answer = cfg.stages[1]
+    assert answer.llm_roles == ("gen",) and answer.uses_model and not cfg.stages[0].uses_model
+    assert answer.sampling.max_tokens == 32 and answer.sampling.seed == 0
+    assert answer.prompts["ask"].name == "ask" and len(answer.prompts["ask"].sha256) == 64
+    assert cfg.input.kind == "parquet" and cfg.input.rows_per_shard == 5
+    assert answer.dirname == "01_answer"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["stages"][1].update(stage="no_such_stage"), ["stage #1", "unknown stage 'no_such_stage'"]),
+    (lambda d: d["stages"][1].update(llm="writer"), ["stage #1 ('answer')", "unknown model role 'writer'"]),
+    (lambda d: d["stages"][1].update(prompts={"ask": "missing.txt"}), ["stage #1 ('answer')", "prompts.ask", "missing.txt"]),
+    (lambda d: d["stages"][1].update(prompts={}), ["stage #1 ('answer')", "lacks slot(s) ['ask']"]),
+    (lambda d: d["stages"][0].update(params={"min_lenght": 3}), ["stage #0", "unknown parameter(s) ['min_lenght']"]),
+    (lambda d: d["stages"][1].update(sampling={"temprature": 1}), ["stage #1 ('answer')", "sampling", "temprature"]),
+    (lambda d: d["stages"][0].update(colour="red"), ["stage #0 ('tag')", "colour"]),
+    (lambda d: d.pop("input"), ["field 'input'"]),
+    (lambda d: d["input"].update(parquet=["nothing/*.parquet"]), ["input.parquet", "matches no file"]),
+    (lambda d: d["models"]["gen"].pop("model"), ["model role 'gen' has no `model`"]),
+    (lambda d: d["stages"].append({"stage": "test_upper", "label": "upper"}), ["label 'upper' is used twice"]),
+])
+def test_bad_configuration_is_named(tmp_path, mutate, expected):
+    from megascience_build.engine.executor_local import RunOptions, run_local
+    path = edit(write_pipeline(tmp_path / "p"), mutate)
+    with pytest.raises(StageError) as err:
+        run_local(load_pipeline(path), tmp_path / "work", RunOptions(progress=False))
+    message = str(err.value)
+    for part in expected:
+        assert part in message, message
+    assert not (tmp_path / "work" / "stages").exists()
+
+
+def test_model_and_backend_overrides(pipeline):
+    cfg = load_pipeline(pipeline, backend="scripted", models={"gen": "other/model@abc"}, limit=3)
+    assert (cfg.models["gen"]["backend"], cfg.models["gen"]["model"], cfg.models["gen"]["revision"]) == \
+        ("scripted", "other/model", "abc")
+    assert cfg.limit == 3
+    with pytest.raises(StageError, match="unknown model role 'judge'"):
+        load_pipeline(pipeline, models={"judge": "x"})
+    with pytest.raises(StageError, match="--limit"):
+        load_pipeline(pipeline, limit=0)
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(StageError, match="cannot read"):
+        load_pipeline(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages: [\n")
+    with pytest.raises(StageError, match="not valid YAML"):
+        load_pipeline(bad)
