@@ -12,7 +12,8 @@ from megascience_build.backends.base import GenerationResult
 from megascience_build.engine import records
 from megascience_build.engine.stage import StageError
 from megascience_build.stages.annotate import AnnotateSolution
-from megascience_build.stages.mixture import KeepSubset, Mixture, SelectSubsets, subset_records
+from megascience_build import selection as sel
+from megascience_build.stages.mixture import KeepSubset, Mixture, SelectSubsets, verified_subset_records
 from megascience_build.stages.signals import Difficulty, RandomSignal, ResponseLength
 from megascience_build.stages.sources import AdaptSource
 
@@ -85,8 +86,14 @@ def test_selection_protocol_end_to_end(tmp_path):
     # random: the n smallest stored random numbers
     picked = sorted(r["random_u01"] for r in rows if r["selected_random"])
     assert picked == sorted(r["random_u01"] for r in rows)[:n]
-    recs = {r["name"]: r for r in subset_records(t)}
+    recs = {r["name"]: r for r in verified_subset_records(t, sel.PoolPlan("natural_reasoning_dc"))}
     assert recs["natural_reasoning_dc_random"]["seed"] == 0 and recs["natural_reasoning_dc_length"]["parameters"]["n"] == n
+    assert json.loads(next(p for p, d in zip(t.column("provenance").to_pylist(), t.column("selected_difficulty").to_pylist())
+                           if d))["signals"]["subsets"][0] == "natural_reasoning_dc_difficulty"
+    tampered = t.set_column(t.column_names.index("selected_random"), "selected_random",
+                            pa.array([not x for x in t.column("selected_random").to_pylist()]))
+    with pytest.raises(sel.SelectionError, match="selected_random"):
+        verified_subset_records(tampered, sel.PoolPlan("natural_reasoning_dc"))
 
     # the paper's wording keeps the boundary means (exactly 1): a bigger n for all three methods
     loose = SelectSubsets({"parent": "natural_reasoning_dc", "strict": False}).process(pool, FakeCtx(models, PROMPTS)).kept
@@ -128,7 +135,7 @@ def test_selection_protocol_end_to_end(tmp_path):
     # provenance carries the whole history of a NaturalReasoning row
     prov = json.loads(mix.kept.column("provenance")[5].as_py())
     assert [s["stage"] for s in prov["steps"]] == ["adapt_source", "response_length", "difficulty", "random_signal",
-                                                   "annotate_solution", "mixture"]
+                                                   "select_subsets", "annotate_solution", "mixture"]
     # rebuilding from the same rows gives the same table
     assert Mixture({"expect": expect}).process(parts, FakeCtx(models, PROMPTS)).kept.equals(mix.kept)
 

@@ -3,9 +3,9 @@
 select_subsets (global): the paper's protocol on one pool (selection.table3_subsets, plus optionally the
     hardest-questions subset of Table 11). Adds one boolean membership column per subset
     (selected_difficulty, selected_length, selected_random, selected_difficulty_distill), so every Table 3
-    configuration is a filter on this stage's output. The subset records (rule, parameters, seed, rows,
-    signal range, ids digest) go into the table's schema metadata under `megascience.subsets` and into the
-    counters.
+    configuration is a filter on this stage's output. Rule parameters and seed are the stage's params (in
+    the manifest), subset sizes its counters, and each row's provenance lists the subsets it is in;
+    verified_subset_records() recomputes the subsets from the stored signals and checks the columns.
 keep_subset (map): keeps the rows of one membership column (dropped rows: "not_selected").
 mixture (global): TextbookReasoning in full + NaturalReasoning random subset + Nemotron-Science difficulty
     subset (each annotated), with a `source` column; released columns plus id and provenance, rows ordered
@@ -27,7 +27,6 @@ from ..sources import SOURCE_TEXTBOOK, SOURCES
 
 SUBSET_COLUMNS = {"difficulty": "selected_difficulty", "length": "selected_length", "random": "selected_random",
                   "difficulty_distill": "selected_difficulty_distill"}
-SUBSETS_METADATA_KEY = b"megascience.subsets"
 MIXTURE_COLUMNS = (records.ID, "question", "answer", "subject", "reference_answer", "source", records.PROVENANCE)
 SOURCE_ORDER = (SOURCE_TEXTBOOK, *(s.source_value for s in SOURCES.values()))
 
@@ -55,22 +54,28 @@ class SelectSubsets(Stage):
         cols = [c for c in self.outputs if c != SUBSET_COLUMNS["difficulty_distill"] or self.params["distill_below"] is not None]
         return list(dict.fromkeys([*input_names, *cols]))
 
+    def plan(self, seed: int) -> sel.PoolPlan:
+        return sel.PoolPlan(self.params["parent"], self.bounds, seed, distill_below=self.params["distill_below"])
+
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         seed = ctx.seed if self.params["seed"] is None else int(self.params["seed"])
-        parent = self.params["parent"]
-        plan = sel.PoolPlan(parent, self.bounds, seed, distill_below=self.params["distill_below"])
-        subsets = sel.all_subsets({parent: batch}, [plan])
+        subsets = sel.all_subsets({self.params["parent"]: batch}, [self.plan(seed)])
         table = batch
-        recs = []
+        member_of: list[list[str]] = [[] for _ in range(batch.num_rows)]
         for subset in subsets:
-            column = SUBSET_COLUMNS[subset.name[len(parent) + 1:]]
-            member = pa.array(_mask(subset, batch.num_rows), pa.bool_())
-            table = records.set_column(table, column, member)
-            recs.append({**subset.record(batch), "column": column})
-        metadata = dict(table.schema.metadata or {})
-        metadata[SUBSETS_METADATA_KEY] = json.dumps(recs, sort_keys=True).encode()
-        table = table.replace_schema_metadata(metadata)
-        return StageOutput(kept=table, counters={f"{r['name']}_rows": r["rows"] for r in recs})
+            table = records.set_column(table, column_of(subset, self.params["parent"]),
+                                       pa.array(_mask(subset, batch.num_rows), pa.bool_()))
+            for pos in subset.positions.tolist():
+                member_of[pos].append(subset.name)
+        # every row records the subsets it belongs to; rule, parameters and seed are the stage's params
+        table = records.add_step(table, {"stage": self.label, "parent": self.params["parent"], "seed": seed,
+                                         **self.bounds.as_dict()},
+                                 [{"subsets": names} for names in member_of])
+        return StageOutput(kept=table, counters={f"{s.name}_rows": s.n for s in subsets})
+
+
+def column_of(subset: sel.Subset, parent: str) -> str:
+    return SUBSET_COLUMNS[subset.name[len(parent) + 1:]]
 
 
 def _mask(subset: sel.Subset, rows: int) -> np.ndarray:
@@ -79,10 +84,21 @@ def _mask(subset: sel.Subset, rows: int) -> np.ndarray:
     return mask
 
 
-def subset_records(table: pa.Table) -> list[dict]:
-    """The subset records a select_subsets stage stored in its output's schema metadata."""
-    raw = (table.schema.metadata or {}).get(SUBSETS_METADATA_KEY)
-    return json.loads(raw) if raw else []
+def verified_subset_records(table: pa.Table, plan: sel.PoolPlan) -> list[dict]:
+    """Recompute the subsets of a select_subsets output from its stored signals and check that its
+    membership columns agree; returns the subset records (rule, parameters, seed, rows, ids digest).
+    A release calls this so that every published subset is known to be reproducible."""
+    records_out = []
+    for subset in sel.all_subsets({plan.parent: table}, [plan]):
+        column = column_of(subset, plan.parent)
+        if column not in table.column_names:
+            raise sel.SelectionError(f"subset {subset.name!r}: the table has no membership column {column!r}")
+        stored = np.flatnonzero(table.column(column).fill_null(False).to_numpy(zero_copy_only=False))
+        if not np.array_equal(stored, subset.positions):
+            raise sel.SelectionError(f"subset {subset.name!r}: column {column!r} marks {stored.size} rows, but "
+                                     f"recomputing from the stored signals gives {subset.n} (or other rows)")
+        records_out.append({**subset.record(table), "column": column})
+    return records_out
 
 
 @register
