@@ -113,7 +113,7 @@ class FakeBackend:
                 time.sleep(self.delay)
             if self.calls_file:
                 with open(self.calls_file, "a") as fh:
-                    fh.write(json.dumps(req.cache_key(self.model_id, self.revision)) + "\n")
+                    fh.write(req.cache_key(self.model_id, self.revision) + "\n")
             reason = "length" if "LONG" in text else "stop"
             out.append(GenerationResult(text=text[::-1], finish_reason=reason, prompt_tokens=len(text.split()),
                                         completion_tokens=len(text.split())))

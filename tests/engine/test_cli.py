@@ -1,0 +1,54 @@
+"""megascience-build: exit codes, status and report."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import subprocess_env
+from megascience_build.cli import main
+from megascience_build.engine.workdir import WorkDir
+
+
+def test_run_status_report(pipeline, tmp_path, capsys):
+    work = tmp_path / "work"
+    assert main(["run", str(pipeline), "--work", str(work), "--workers", "1", "--no-progress"]) == 0
+    assert "done: 19 rows in 4 shard(s)" in capsys.readouterr().out
+    assert main(["status", "--work", str(work)]) == 0
+    out = capsys.readouterr().out
+    assert "answer" in out and "done" in out and "pending" not in out
+    (work / "report.md").unlink()
+    assert main(["report", "--work", str(work)]) == 0
+    assert "| **total** | 24 | 23 | 22 | 19 | 19 |" in capsys.readouterr().out and (work / "report.md").exists()
+
+
+def test_exit_codes(pipeline, tmp_path, capsys):
+    doc = yaml.safe_load(pipeline.read_text())
+    doc["stages"][0]["stage"] = "nope"
+    bad = pipeline.with_name("bad.yaml")
+    bad.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(bad), "--work", str(tmp_path / "w")]) == 2
+    assert "unknown stage 'nope'" in capsys.readouterr().err
+    assert main(["run", str(pipeline), "--work", str(tmp_path / "w"), "--model", "judge=x"]) == 2
+    holder = WorkDir(tmp_path / "locked")
+    holder.lock()
+    try:
+        assert main(["run", str(pipeline), "--work", str(tmp_path / "locked"), "--no-progress"]) == 1
+        assert "in use by another run" in capsys.readouterr().err
+    finally:
+        holder.unlock()
+    assert main(["run", str(pipeline), "--work", str(tmp_path / "w2"), "--cache-only", "--no-progress"]) == 1
+    assert "--cache-only" in capsys.readouterr().err
+    assert main(["status", "--work", str(tmp_path / "never")]) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(pipeline), "--work", str(tmp_path / "w"), "--model", "no-equals-sign"])
+    assert exc.value.code == 2
+
+
+def test_help_everywhere():
+    for args in ([], ["run"], ["status"], ["report"]):
+        res = subprocess.run([sys.executable, "-m", "megascience_build.cli", *args, "--help"], capture_output=True,
+                             text=True, env=subprocess_env(), timeout=60)
+        assert res.returncode == 0 and "usage: megascience-build" in res.stdout
