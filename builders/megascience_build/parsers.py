@@ -221,4 +221,4 @@ def parse_reference_answer(text: object, max_chars: int = 300) -> str | None:
 def _strip_answer(value: str) -> str:
     value = value.strip().strip("*_` \t")
     value = re.sub(r"\$([^$]+)\$", r"\1", value).strip()
-    return value.rstrip(".").strip() if not re.search(r"\d\.$", value) else value.strip()
+    return value[:-1].strip() if value.endswith(".") and not value.endswith("..") else value
