@@ -101,7 +101,7 @@ def _hub_call(fn, loc: Location, revision: str | None):
         # ask for the default branch to tell a missing revision from a missing repository.
         if revision is not None:
             try:
-                _hub_api().dataset_info(loc.target)
+                _hub_api().dataset_info(loc.target, revision="main")
             except Exception:
                 pass
             else:
