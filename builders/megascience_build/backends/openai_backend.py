@@ -1,0 +1,172 @@
+"""Any OpenAI-compatible /v1/chat/completions server: vLLM or SGLang servers, hosted APIs such as DeepSeek's.
+
+Requests run on `concurrency` threads sharing one HTTP connection pool. A 408, 429 or 5xx answer, a
+timeout or a connection error is retried up to `max_retries` times with exponential backoff and jitter
+(delay ~ U(b/2, b), b = min(backoff_max, backoff_base * 2**attempt)); a Retry-After header (seconds or an
+HTTP date) replaces the computed delay, capped at `max_retry_after`. After the last attempt, and at once
+for other 4xx answers, malformed JSON or a response without choices, the request becomes
+finish_reason="error" with a message. A server finish_reason of "length" stays "length": a failure,
+never an answer. The API key is read from the environment variable named by `api_key_env`.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from .base import GenerationRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+_FINISH = {"stop": "stop", "eos": "stop", "length": "length"}
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class OpenAIBackend:
+    def __init__(self, model: str, revision: str | None = None, *, base_url: str = "http://127.0.0.1:8000/v1",
+                 api_key_env: str | None = None, concurrency: int = 8, timeout: float = 600.0,
+                 connect_timeout: float = 30.0, max_retries: int = 6, backoff_base: float = 1.0,
+                 backoff_max: float = 60.0, max_retry_after: float = 300.0, extra_body: dict | None = None,
+                 headers: dict | None = None):
+        import httpx
+
+        if concurrency < 1:
+            raise ValueError(f"openai backend: concurrency must be >= 1, got {concurrency}")
+        if max_retries < 0:
+            raise ValueError(f"openai backend: max_retries must be >= 0, got {max_retries}")
+        self.model_id = model
+        self.revision = revision or "api"
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.concurrency = int(concurrency)
+        self.max_retries = int(max_retries)
+        self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
+        self.max_retry_after = float(max_retry_after)
+        self.extra_body = dict(extra_body or {})
+        all_headers = dict(headers or {})
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise ValueError(f"openai backend for {model!r}: environment variable {api_key_env!r} "
+                                 f"(options.api_key_env) is not set")
+            all_headers["Authorization"] = f"Bearer {key}"
+        self._httpx = httpx
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)), headers=all_headers,
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency))
+        self._random = random.Random()
+        self._random_lock = threading.Lock()
+
+    # -- public API -----------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if not requests:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
+                                thread_name_prefix="openai-backend") as pool:
+            return list(pool.map(self._request, requests))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def payload(self, req: GenerationRequest) -> dict:
+        s = req.sampling
+        body = {"model": self.model_id, "messages": list(req.messages), "temperature": s.temperature,
+                "top_p": s.top_p, "max_tokens": s.max_tokens, "seed": s.seed + req.sample_index, "n": 1}
+        if s.stop:
+            body["stop"] = list(s.stop)
+        body.update(self.extra_body)
+        return body
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _request(self, req: GenerationRequest) -> GenerationResult:
+        httpx = self._httpx
+        body = self.payload(req)
+        reason = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                resp = self._client.post(self.url, json=body)
+            except httpx.TimeoutException as exc:
+                reason = f"timeout ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                reason = f"connection error ({type(exc).__name__}: {exc})"
+            else:
+                if resp.status_code in RETRY_STATUS:
+                    reason = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    retry_after = parse_retry_after(resp.headers.get("retry-after"))
+                elif resp.status_code >= 400:
+                    return GenerationResult("", "error", error=f"HTTP {resp.status_code} from {self.url} "
+                                                               f"(not retried): {resp.text[:300]}")
+                else:
+                    return self.parse_response(resp.content)
+            if attempt == self.max_retries:
+                break
+            delay = self._delay(attempt, retry_after)
+            log.warning("%s: %s; retry %d/%d in %.2fs", self.url, reason, attempt + 1, self.max_retries, delay)
+            time.sleep(delay)
+        return GenerationResult("", "error", error=f"gave up after {self.max_retries + 1} attempt(s): {reason}")
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        with self._random_lock:
+            return self._random.uniform(ceiling / 2, ceiling)
+
+    @staticmethod
+    def parse_response(raw: bytes) -> GenerationResult:
+        """A chat completion body -> GenerationResult; never raises."""
+        import json
+
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return GenerationResult("", "error", error=f"malformed JSON response ({exc}): {raw[:200]!r}")
+        if not isinstance(data, dict):
+            return GenerationResult("", "error", error=f"response is not a JSON object: {raw[:200]!r}")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        tokens = {"prompt_tokens": _int(usage.get("prompt_tokens")),
+                  "completion_tokens": _int(usage.get("completion_tokens"))}
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            detail = data.get("error") or raw[:200]
+            return GenerationResult("", "error", error=f"response has no choices: {detail!r}", **tokens)
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        text = message.get("content")
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            return GenerationResult("", "error", error=f"message content is {type(text).__name__}, not text",
+                                    **tokens)
+        server_finish = choice.get("finish_reason")
+        finish = _FINISH.get(server_finish)
+        if finish is None:
+            return GenerationResult("", "error", error=f"finish_reason {server_finish!r} from the server", **tokens)
+        return GenerationResult(text, finish, **tokens)
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
