@@ -25,7 +25,7 @@ class TagLength(Stage):
         texts = batch.column("text").to_pylist()
         keep = [i for i, t in enumerate(texts) if len(t) >= self.params["min_len"]]
         dropped = [(i, "too_short") for i, t in enumerate(texts) if len(t) < self.params["min_len"]]
-        kept = batch.take(keep)
+        kept = batch.take(pa.array(keep, pa.int64()))
         kept = records.set_column(kept, "text_len", [len(t) for t in kept.column("text").to_pylist()], pa.int64())
         return StageOutput(kept=records.add_step(kept, {"stage": self.label}), dropped=dropped)
 
@@ -50,7 +50,7 @@ class Answer(Stage):
                 answers.append(res.text)
             else:
                 dropped.append((i, f"generation_{res.finish_reason}"))
-        kept = records.set_column(batch.take(keep), "answer", answers, pa.string())
+        kept = records.set_column(batch.take(pa.array(keep, pa.int64())), "answer", answers, pa.string())
         kept = records.add_step(kept, {"stage": self.label, "model": gen.model_id, "revision": gen.revision,
                                        "prompt": tmpl.name, "prompt_sha256": tmpl.sha256})
         return StageOutput(kept=kept, dropped=dropped, counters={"answered": len(keep)})
@@ -68,7 +68,7 @@ class DedupAnswers(Stage):
         for i, a in enumerate(table.column("answer").to_pylist()):
             (dropped.append((i, "duplicate")) if a in seen else keep.append(i))
             seen.add(a)
-        return StageOutput(kept=table.take(keep), dropped=dropped)
+        return StageOutput(kept=table.take(pa.array(keep, pa.int64())), dropped=dropped)
 
 
 @register

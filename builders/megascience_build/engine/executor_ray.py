@@ -1,0 +1,251 @@
+"""The Ray Data executor: the same stages and the same output bytes as the local executor, on a cluster.
+
+- The driver reads and checks the input (same code as the local executor) and cuts it into the same shards;
+  each shard becomes one block (two helper columns carry its shard number and row order).
+- Map stages run through `Dataset.map_batches` with the pyarrow batch format and whole blocks as batches,
+  so a stage sees exactly the shard the local executor gives it. CPU stages run as Ray tasks; a stage with
+  a model runs in an actor pool (`replicas:` actors, `gpus:` GPUs each), so each replica loads its model
+  once. Every replica shares the request cache (give --cache a path every node can reach).
+- A global stage is a barrier: the driver materialises its input, runs it, and cuts the output into shards.
+- The driver writes the final shards itself with the same writer, in shard order, so the files are
+  byte-identical to the local executor's. Inputs and outputs may be any fsspec path (s3://, gs://, ...).
+
+Resume on Ray is at request level (the cache); stage outputs are not checkpointed per shard.
+Connect to a cluster with RAY_ADDRESS (or `ray start --head` on this node); without one a local Ray
+instance is started.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .cache import RequestCache
+from .context import ModelPool, StageContext
+from .executor_local import RunOptions
+from .inputs import read_input, split_rows
+from .manifest import build_manifest, write_manifest
+from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
+from .runner import check_plan, concat, run_stage, segments
+from .storage import join, parquet_bytes, remove_stale, sha256_bytes, write_atomic
+from .workdir import WorkDir
+
+SHARD, ROW = "__msb_shard", "__msb_row"
+_STATE: dict[str, Any] = {}
+
+
+def _config(pipeline: str, overrides: dict) -> PipelineConfig:
+    """The validated configuration, loaded once per Ray worker process."""
+    key = (pipeline, json.dumps(overrides, sort_keys=True))
+    if _STATE.get("key") != key:
+        _STATE["config"] = load_pipeline(pipeline, backend=overrides["backend"], models=overrides["models"],
+                                         limit=overrides["limit"])
+        _STATE["key"] = key
+    return _STATE["config"]
+
+
+def tag(table: pa.Table, shard: int) -> pa.Table:
+    n = table.num_rows
+    return table.append_column(SHARD, pa.array([shard] * n, pa.int64())).append_column(ROW, pa.array(range(n), pa.int64()))
+
+
+def untag(block: pa.Table) -> list[tuple[int, pa.Table]]:
+    """Split a block into (shard, rows in their original order) without the helper columns."""
+    out = []
+    for shard in dict.fromkeys(block.column(SHARD).to_pylist()):
+        part = block.filter(pc.equal(block.column(SHARD), shard)).sort_by(ROW)
+        out.append((int(shard), part.drop_columns([SHARD, ROW])))
+    return out
+
+
+def _apply(spec: StageSpec, block: pa.Table, make_ctx, collector) -> pa.Table:
+    import ray
+    outs = []
+    for shard, table in untag(block):
+        kept, stats = run_stage(spec, table, make_ctx())
+        # stats, and the schema of an empty result (Ray may drop empty blocks), go to the driver's collector
+        ray.get(collector.add.remote(spec.label, shard, stats, kept.schema.serialize().to_pybytes()))
+        outs.append(tag(kept, shard))
+    return pa.concat_tables(outs) if outs else block.slice(0, 0)
+
+
+def _cpu_stage(block: pa.Table, *, pipeline: str, overrides: dict, index: int, collector) -> pa.Table:
+    config = _config(pipeline, overrides)
+    spec = config.stages[index]
+    models = ModelPool(config)
+    return _apply(spec, block, lambda: StageContext(config, spec, cache=None, models=models), collector)
+
+
+class _ModelStage:
+    """One replica of a model stage: loads its model once, serves many shards."""
+
+    def __init__(self, *, pipeline: str, overrides: dict, index: int, cache_path: str, cache_only: bool, collector):
+        self.config = _config(pipeline, overrides)
+        self.spec = self.config.stages[index]
+        self.models = ModelPool(self.config)
+        self.cache = RequestCache(cache_path)
+        self.cache_only = cache_only
+        self.collector = collector
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        return _apply(self.spec, block, lambda: StageContext(self.config, self.spec, cache=self.cache, models=self.models,
+                                                             cache_only=self.cache_only), self.collector)
+
+
+def _collector_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class StatsCollector:
+        def __init__(self):
+            self.stats: dict[tuple[str, int], tuple[dict, bytes]] = {}
+
+        def add(self, label: str, shard: int, stats: dict, schema: bytes) -> None:
+            self.stats[(label, shard)] = (stats, schema)   # a retried task overwrites, never double-counts
+
+        def get(self, label: str) -> dict[int, tuple[dict, bytes]]:
+            return {s: v for (lbl, s), v in self.stats.items() if lbl == label}
+
+    return StatsCollector
+
+
+class RayExecutor:
+    def __init__(self, config: PipelineConfig, work: str | Path, options: RunOptions | None = None):
+        self.config = config
+        self.work = WorkDir(work)
+        self.options = options or RunOptions(executor="ray")
+        self.cache_path = str(self.options.cache_path or self.work.root / "cache.sqlite")
+        self.stage_metas: dict[str, list[dict[str, Any]]] = {}
+
+    def run(self) -> dict[str, Any]:
+        import ray
+        self.work.lock()
+        started_here = False
+        try:
+            table = read_input(self.config)
+            check_plan(self.config, table.schema)
+            if not ray.is_initialized():
+                ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+                started_here = True
+            return self._run(table)
+        finally:
+            if started_here:
+                ray.shutdown()
+            self.work.unlock()
+
+    def _run(self, table: pa.Table) -> dict[str, Any]:
+        import ray
+        import ray.data
+
+        started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = self.options.progress
+        collector = _collector_class().remote()
+        pipeline, overrides = str(self.config.path), self.config.overrides
+
+        # the same shards, with the same column types, as the local executor's input files
+        shards = [_roundtrip(t) for t in split_rows(table, self.config.input.rows_per_shard)]
+        n_input = len(shards)
+        ds, pending = self._dataset(shards), []          # pending: map stages not yet materialised
+        for group in segments(self.config):
+            spec = group[0]
+            if spec.stage.kind == "global":
+                inputs = self._materialise(ds, shards, pending, collector)
+                kept, stats = run_stage(spec, concat(inputs), self._driver_ctx(spec))
+                self.stage_metas[spec.label] = [{"stats": stats, "resumed": False}]
+                shards = split_rows(kept, self.config.input.rows_per_shard)
+                ds, pending = self._dataset(shards), []
+                continue
+            for spec in group:
+                kwargs = dict(pipeline=pipeline, overrides=overrides, index=spec.index)
+                if spec.uses_model:
+                    ds = ds.map_batches(_ModelStage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+                                        fn_constructor_kwargs=dict(kwargs, cache_path=self.cache_path,
+                                                                   cache_only=self.options.cache_only,
+                                                                   collector=collector),
+                                        concurrency=spec.replicas, num_gpus=spec.stage.resources.gpus or None)
+                else:
+                    ds = ds.map_batches(_cpu_stage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+                                        fn_kwargs=dict(kwargs, collector=collector))
+                pending.append(spec)
+        finals = self._materialise(ds, shards, pending, collector)
+        outputs = self._publish(finals)
+        manifest = build_manifest(self.config, executor="ray", started_at=started_at, wall_s=time.perf_counter() - t0,
+                                  input_rows=table.num_rows, input_shards=[{}] * n_input, stage_metas=self.stage_metas,
+                                  outputs=outputs, cache=RequestCache(self.cache_path),
+                                  cache_only=self.options.cache_only, workers=int(ray.cluster_resources().get("CPU", 0)))
+        write_manifest(manifest, self.work.root)
+        return manifest
+
+    @staticmethod
+    def _dataset(shards: list[pa.Table]):
+        import ray
+        import ray.data
+        return ray.data.from_arrow_refs([ray.put(tag(t, i)) for i, t in enumerate(shards)])
+
+    def _driver_ctx(self, spec: StageSpec) -> StageContext:
+        if not hasattr(self, "_driver_models"):
+            self._driver_models, self._driver_cache = ModelPool(self.config), RequestCache(self.cache_path)
+        return StageContext(self.config, spec, cache=self._driver_cache, models=self._driver_models,
+                            cache_only=self.options.cache_only)
+
+    def _materialise(self, ds, inputs: list[pa.Table], pending: list[StageSpec], collector) -> list[pa.Table]:
+        """Every shard of `ds` in shard order, and the stats of the `pending` map stages that produced it.
+        Ray may skip empty blocks: a shard that never reached a stage is replayed here on the driver (an empty
+        table never reaches Stage.process, so this costs nothing and gives the local executor's result)."""
+        import ray
+        parts: dict[int, list[pa.Table]] = {}
+        for ref in ds.to_arrow_refs():
+            block = ray.get(ref)
+            if block.num_rows:
+                for shard, table in untag(block):
+                    parts.setdefault(shard, []).append(table)
+        reported = {spec.label: ray.get(collector.get.remote(spec.label)) for spec in pending}
+        per_stage: dict[str, list[dict]] = {spec.label: [] for spec in pending}
+        tables = []
+        for shard, table in enumerate(inputs):
+            replay = False
+            for spec in pending:
+                got = reported[spec.label].get(shard)
+                if got is None or replay:
+                    replay = True
+                    table, stats = run_stage(spec, table, self._driver_ctx(spec))
+                else:
+                    stats = got[0]
+                    table = pa.Table.from_batches([], schema=pa.ipc.read_schema(pa.py_buffer(got[1])))
+                per_stage[spec.label].append({"stats": stats, "resumed": False})
+            if shard in parts:
+                table = pa.concat_tables(parts[shard])
+            tables.append(table)
+        for spec in pending:
+            self.stage_metas[spec.label] = per_stage[spec.label]
+        return tables
+
+    def _publish(self, finals: list[pa.Table]) -> list[dict[str, Any]]:
+        target = self.options.output or self.config.output or str(self.work.output_dir)
+        outs = []
+        for i, t in enumerate(finals):
+            data = parquet_bytes(t)
+            path = join(target, self.work.part_name(i))
+            write_atomic(path, data)
+            outs.append({"path": path, "rows": t.num_rows, "bytes": len(data), "sha256": sha256_bytes(data)})
+        remove_stale(target, {self.work.part_name(i) for i in range(len(finals))})
+        return outs
+
+
+def _roundtrip(table: pa.Table) -> pa.Table:
+    """Through the parquet writer and back, as the local executor's input shards are."""
+    import pyarrow.parquet as pq
+    return pq.read_table(pa.BufferReader(parquet_bytes(table)))
+
+
+def run_ray(config: PipelineConfig, work: str | Path, options: RunOptions | None = None) -> dict[str, Any]:
+    return RayExecutor(config, work, options).run()

@@ -1,0 +1,57 @@
+"""The Ray Data executor on a local Ray instance gives the local executor's shards, byte for byte."""
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pytest
+
+from conftest import HERE, make_rows, write_pipeline
+from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.pipeline_config import load_pipeline
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    import ray
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def outputs(work):
+    return {p.name: p.read_bytes() for p in sorted((work / "output").glob("part-*.parquet"))}
+
+
+def counts(manifest):
+    keys = ("rows_in", "rows_out", "dropped", "subjects_in", "subjects_out", "dropped_by_subject", "counters")
+    return [(s["label"], s["shards"], *[s[k] for k in keys], s["usage"]["requests"]) for s in manifest["stages"]]
+
+
+def both(pipeline, tmp_path):
+    from megascience_build.engine.executor_ray import run_ray
+    local = run_local(load_pipeline(pipeline), tmp_path / "local", RunOptions(progress=False, workers=2))
+    ray_m = run_ray(load_pipeline(pipeline), tmp_path / "ray", RunOptions(progress=False, executor="ray"))
+    return local, ray_m
+
+
+def test_ray_matches_local(ray_instance, tmp_path):
+    pipeline = write_pipeline(tmp_path / "p")
+    local, ray_m = both(pipeline, tmp_path)
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local") and len(outputs(tmp_path / "local")) == 4
+    assert counts(ray_m) == counts(local)
+    assert ray_m["executor"]["name"] == "ray" and ray_m["outputs"][0]["sha256"] == local["outputs"][0]["sha256"]
+    assert (tmp_path / "ray" / "report.md").exists()
+
+
+def test_ray_matches_local_with_an_emptied_shard(ray_instance, tmp_path):
+    rows = make_rows()
+    texts = rows.column("text").to_pylist()
+    texts[5:10] = [""] * 5                      # the whole second shard is dropped by the first stage
+    rows = rows.set_column(rows.schema.get_field_index("text"), "text", pa.array(texts))
+    pipeline = write_pipeline(tmp_path / "p", rows=rows)
+    local, ray_m = both(pipeline, tmp_path)
+    assert local["stages"][0]["dropped"] == {"too_short": 5}
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+    assert counts(ray_m) == counts(local)
