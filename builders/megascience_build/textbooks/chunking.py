@@ -84,8 +84,8 @@ def _cut(text, token_starts, i, budget, paragraphs, sentences, min_fill) -> tupl
     j = i + max(budget, 1)
     if j >= len(token_starts):
         return len(text), len(token_starts)
-    start, limit = token_starts[i], token_starts[j]
-    floor = start + int(min_fill * (limit - start))
+    limit = token_starts[j]
+    floor = token_starts[i + int(min_fill * (j - i))]     # the chunk keeps at least min_fill of the window
     for boundaries in (paragraphs, sentences):
         k = bisect.bisect_right(boundaries, limit) - 1
         if k >= 0 and boundaries[k] > floor:
