@@ -1,0 +1,118 @@
+"""The vLLM backend's request/response mapping, against a fake `vllm` module (vLLM needs a CUDA machine;
+nothing here runs real vLLM)."""
+from __future__ import annotations
+
+import sys
+import types
+from types import SimpleNamespace
+
+import pytest
+
+from megascience_build.backends import make_backend
+from megascience_build.backends.base import GenerationRequest, SamplingParams
+
+
+class FakeTokenizer:
+    chat_template = "fake"
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        assert tokenize is False and add_generation_prompt is True
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+    def __call__(self, text, add_special_tokens):
+        assert add_special_tokens is False
+        return {"input_ids": [ord(c) for c in text]}
+
+
+class FakeLLM:
+    instances: list["FakeLLM"] = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.calls = []
+        self.fail = False
+        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=kwargs.get("max_model_len", 4096)))
+        FakeLLM.instances.append(self)
+
+    def get_tokenizer(self):
+        return FakeTokenizer()
+
+    def generate(self, prompts, sampling_params, use_tqdm):
+        self.calls.append((prompts, sampling_params))
+        if self.fail:
+            raise RuntimeError("CUDA error: device-side assert")
+        outs = []
+        for p, sp in zip(prompts, sampling_params):
+            text = "".join(map(chr, p["prompt_token_ids"]))
+            finish = "length" if "LONG" in text else "abort" if "ABORT" in text else "stop"
+            outs.append(SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], outputs=[
+                SimpleNamespace(text=f"seed={sp.kwargs['seed']}", token_ids=[1] * sp.kwargs["max_tokens"],
+                                finish_reason=finish)]))
+        return outs
+
+
+class FakeSamplingParams:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    module = types.ModuleType("vllm")
+    module.LLM, module.SamplingParams = FakeLLM, FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    FakeLLM.instances.clear()
+    return module
+
+
+def req(text, sample_index=0, **sampling):
+    return GenerationRequest(({"role": "user", "content": text},), SamplingParams(**sampling), sample_index)
+
+
+def test_engine_arguments(fake_vllm):
+    b = make_backend({"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "revision": "abc",
+                      "options": {"tensor_parallel_size": 4, "dummy": True, "max_model_len": 2048,
+                                  "engine_args": {"enable_prefix_caching": True}}})
+    kwargs = FakeLLM.instances[-1].kwargs
+    assert kwargs["model"] == "Qwen/Qwen2.5-7B-Instruct" and kwargs["revision"] == "abc"
+    assert kwargs["tensor_parallel_size"] == 4 and kwargs["load_format"] == "dummy"
+    assert kwargs["max_model_len"] == 2048 and kwargs["enable_prefix_caching"] is True
+    assert (b.model_id, b.revision, b.context_length) == ("Qwen/Qwen2.5-7B-Instruct", "abc", 2048)
+
+
+def test_requests_map_to_one_generate_call_in_order(fake_vllm):
+    b = make_backend({"backend": "vllm", "model": "m"})
+    requests = [req("hello", 0, temperature=0.8, top_p=0.9, max_tokens=5, seed=100, stop=("###",)),
+                req("hello", 3, temperature=0.8, top_p=0.9, max_tokens=5, seed=100),
+                req("LONG one", max_tokens=7), req("ABORT it")]
+    results = b.generate(requests)
+    [(prompts, params)] = FakeLLM.instances[-1].calls
+    assert "".join(map(chr, prompts[0]["prompt_token_ids"])) == "<user>hello<assistant>"
+    assert params[0].kwargs == {"n": 1, "temperature": 0.8, "top_p": 0.9, "max_tokens": 5, "seed": 100,
+                                "stop": ["###"]}
+    assert params[1].kwargs["seed"] == 103 and params[1].kwargs["stop"] is None
+    assert [r.text for r in results[:3]] == ["seed=100", "seed=103", "seed=0"]
+    assert [r.finish_reason for r in results] == ["stop", "stop", "length", "error"]
+    assert "abort" in results[3].error
+    assert results[0].prompt_tokens == len("<user>hello<assistant>") and results[2].completion_tokens == 7
+
+
+def test_too_long_prompt_is_an_error_and_never_sent(fake_vllm):
+    b = make_backend({"backend": "vllm", "model": "m", "options": {"max_model_len": 64}})
+    results = b.generate([req("short", max_tokens=8), req("x" * 100, max_tokens=8)])
+    assert results[0].ok and results[1].finish_reason == "error" and "context length 64" in results[1].error
+    [(prompts, _)] = FakeLLM.instances[-1].calls
+    assert len(prompts) == 1
+
+
+def test_engine_failure_becomes_per_request_errors(fake_vllm):
+    b = make_backend({"backend": "vllm", "model": "m"})
+    FakeLLM.instances[-1].fail = True
+    results = b.generate([req("a"), req("b")])
+    assert [r.finish_reason for r in results] == ["error", "error"] and "device-side assert" in results[0].error
+
+
+def test_missing_vllm_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    with pytest.raises(ImportError, match=r"megascience-datasets\[build,vllm\]"):
+        make_backend({"backend": "vllm", "model": "m"})
