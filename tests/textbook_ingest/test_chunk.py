@@ -111,7 +111,9 @@ def test_byte_level_bpe_tokenizer_from_a_path_never_exceeds(tmp_path, corpus_dir
     assert json.loads(out.kept.column(records.PROVENANCE)[0].as_py())["steps"][-1]["tokenizer"] == str(tmp_path)
 
 
-def test_bad_parameters_are_stage_errors():
+def test_bad_parameters_are_stage_errors(monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(StageError, match="tokenizer"):
         ChunkBooks(params={"tokenizer": "no-such/tokenizer-anywhere"}).tokenizer()
     with pytest.raises(StageError, match="overlap"):

@@ -42,6 +42,17 @@ def _minilm_path() -> Path:
 ALIASES = {"minilm": _minilm_path}
 
 
+def _hub_tokenizer_file(repo_id: str, revision: str) -> str:
+    """The Hub cache first (no network); a download only when the Hub is reachable and not offline."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    cached = try_to_load_from_cache(repo_id, "tokenizer.json", revision=revision)
+    if isinstance(cached, str):
+        return cached
+    if constants.HF_HUB_OFFLINE:
+        raise FileNotFoundError(f"{repo_id}@{revision}: tokenizer.json not in the Hub cache and HF_HUB_OFFLINE is set")
+    return hf_hub_download(repo_id, "tokenizer.json", revision=revision)
+
+
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(name: str, revision: str | None = None) -> NamedTokenizer:
     if name in ALIASES:
@@ -56,7 +67,7 @@ def load_tokenizer(name: str, revision: str | None = None) -> NamedTokenizer:
         raise TokenizerNotFound(f"tokenizer {name!r}: no tokenizer.json at {path}")
     else:
         try:
-            tok = tokenizers.Tokenizer.from_pretrained(name, revision=revision or "main")
+            tok = tokenizers.Tokenizer.from_file(_hub_tokenizer_file(name, revision or "main"))
         except Exception as e:
             raise TokenizerNotFound(f"tokenizer {name!r} is not an alias ({', '.join(ALIASES)}), not a "
                                     f"tokenizer.json path and not loadable from the Hugging Face cache: {e}") from None
