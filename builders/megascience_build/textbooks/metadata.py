@@ -28,7 +28,7 @@ _LEVEL_WORDS = {
     "secondary": r"secondary|high school|middle school|a-level|gcse|k-12|pre-university",
     "undergraduate": r"undergraduate|university|college|bachelor\w*",
     "graduate": r"graduate|postgraduate|master\w*|ph\.?d|doctoral",
-    "professional": r"professional|research|practitioner|expert",
+    "professional": r"professionals?|research\w*|practitioners?|experts?",
 }
 _SUBJECT_RE = {k: re.compile(rf"\b(?:{v})\b", re.I) for k, v in _SUBJECT_WORDS.items()}
 _LEVEL_RE = {k: re.compile(rf"\b(?:{v})\b", re.I) for k, v in _LEVEL_WORDS.items()}
