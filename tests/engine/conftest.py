@@ -42,7 +42,8 @@ def write_pipeline(root: Path, *, stages=None, models=None, input_=None, rows=No
         "plugins": ["engine_plugins"],
         "input": input_ or {"parquet": ["data/*.parquet"], "rows_per_shard": 5},
         "models": models or {"gen": {"backend": "engine_plugins:FakeBackend", "model": "fake/model",
-                                     "revision": "r1", "batch_size": 2, "calls_file": str(root / "calls.jsonl")}},
+                                     "revision": "r1", "batch_size": 2,
+                                     "options": {"calls_file": str(root / "calls.jsonl")}}},
         "stages": stages or [
             {"stage": "test_tag_length", "label": "tag"},
             {"stage": "test_answer", "label": "answer", "llm": "gen", "prompts": {"ask": "ask.txt"},

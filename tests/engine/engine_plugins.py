@@ -102,8 +102,9 @@ class FakeBackend:
     def __init__(self, spec):
         self.model_id = spec["model"]
         self.revision = spec.get("revision", "main")
-        self.delay = float(spec.get("delay", 0))
-        self.calls_file = spec.get("calls_file")
+        options = spec.get("options") or {}
+        self.delay = float(options.get("delay", 0))
+        self.calls_file = options.get("calls_file")
 
     def generate(self, requests):
         out = []

@@ -52,6 +52,7 @@ def test_bad_configuration_is_named(tmp_path, mutate, expected):
 
 
 def test_model_and_backend_overrides(pipeline):
+    edit(pipeline, lambda d: d["models"]["gen"].pop("options"))   # they were the fake backend's
     cfg = load_pipeline(pipeline, backend="scripted", models={"gen": "other/model@abc"}, limit=3)
     assert (cfg.models["gen"]["backend"], cfg.models["gen"]["model"], cfg.models["gen"]["revision"]) == \
         ("scripted", "other/model", "abc")
@@ -69,3 +70,30 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     bad.write_text("stages: [\n")
     with pytest.raises(StageError, match="not valid YAML"):
         load_pipeline(bad)
+
+
+@pytest.mark.parametrize("model, expected", [
+    ({"backend": "no-such-backend", "model": "m"}, "unknown generation backend 'no-such-backend'"),
+    ({"backend": "sentence-transformers", "model": "m"}, "unknown generation backend 'sentence-transformers'"),
+    ({"backend": "scripted", "model": "m", "options": {"rulez": []}}, "does not accept ['rulez']"),
+    ({"backend": "scripted", "model": "m", "temperature": 0}, "unknown field(s) ['temperature']"),
+    ({"backend": "scripted", "model": "m", "batch_size": 0}, "'batch_size' must be a positive integer"),
+    ({"backend": "engine_plugins:NoSuchFactory", "model": "m"}, "cannot import backend factory"),
+])
+def test_bad_model_spec_is_named(tmp_path, model, expected):
+    path = edit(write_pipeline(tmp_path / "p"), lambda d: d["models"].update(gen=model))
+    with pytest.raises(StageError) as err:
+        load_pipeline(path)
+    assert "model role 'gen'" in str(err.value) and expected in str(err.value)
+
+
+def test_backend_override_applies_to_generation_roles_only(tmp_path):
+    path = edit(write_pipeline(tmp_path / "p"),
+                lambda d: d["models"].update(emb={"backend": "sentence-transformers", "model": "minilm"}))
+    with pytest.raises(StageError, match=r"backend 'scripted' does not accept \['calls_file'\]"):
+        load_pipeline(path, backend="scripted")        # the options were written for the other backend
+    path = edit(path, lambda d: d["models"]["gen"].pop("options"))
+    cfg = load_pipeline(path, backend="scripted")
+    assert cfg.models["gen"]["backend"] == "scripted" and cfg.models["emb"]["backend"] == "sentence-transformers"
+    with pytest.raises(StageError, match="unknown generation backend 'nope'"):
+        load_pipeline(path, backend="nope")

@@ -24,7 +24,7 @@ def start(pipeline, work):
 def test_sigkill_mid_model_stage_then_resume(tmp_path):
     slow = write_pipeline(tmp_path / "slow")
     doc = yaml.safe_load(slow.read_text())
-    doc["models"]["gen"]["delay"] = 0.15          # ~20 requests: about 3 s inside the model stage
+    doc["models"]["gen"]["options"]["delay"] = 0.15          # ~20 requests: about 3 s inside the model stage
     slow.write_text(yaml.safe_dump(doc, sort_keys=False))
     calls_file, work = slow.parent / "calls.jsonl", tmp_path / "work"
 

@@ -182,3 +182,18 @@ def test_status(pipeline, tmp_path):
     assert [(s["label"], s["state"], s["rows_out"]) for s in st["stages"]] == \
         [("tag", "done", 23), ("answer", "done", 22), ("dedup", "done", 19), ("upper", "done", 19)]
     assert st["input_shards"] == 5 and st["locked_by"] is None
+
+
+def test_named_backend_from_the_backends_package(tmp_path):
+    """The engine builds `backend: scripted` through megascience_build.backends.make_backend."""
+    log = tmp_path / "scripted.jsonl"
+    models = {"gen": {"backend": "scripted", "model": "scripted-test", "revision": "1", "batch_size": 4,
+                      "options": {"rules": [{"pattern": "LONG", "response": "", "finish_reason": "length"},
+                                            {"pattern": r"number (\d+)", "response": "answer"}],
+                                  "default": "other", "log_path": str(log)}}}
+    pipeline = write_pipeline(tmp_path / "p", models=models)
+    m = run(pipeline, tmp_path / "work")
+    answer = m["stages"][1]
+    assert answer["dropped"] == {"generation_length": 1} and answer["models"][0]["model"] == "scripted-test"
+    assert m["stages"][2]["rows_out"] == 1            # every answer is "answer": dedup keeps one
+    assert len(log.read_text().splitlines()) == answer["usage"]["cache_misses"] == 20

@@ -16,12 +16,15 @@ import yaml
 
 from ..backends.base import SamplingParams
 from .prompts import PROMPTS_DIR, PromptError, PromptTemplate, load_prompt
+from .models import check_model_spec
 from .stage import Resources, Stage, StageError, stage_class
 
 TOP_LEVEL_KEYS = {"name", "seed", "input", "models", "stages", "plugins", "output"}
 INPUT_KEYS = {"files", "parquet", "rows_per_shard"}
 STAGE_KEYS = {"stage", "label", "llm", "embedder", "gpus", "sampling", "prompts", "params", "replicas"}
 MODEL_REQUIRED = ("backend", "model")
+# `options` go to the backend class; `batch_size` is the engine's: requests per backend call (and per cache commit)
+MODEL_KEYS = {"backend", "model", "revision", "options", "batch_size"}
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mappi
     if not isinstance(seed, int):
         raise StageError(f"{where}: field 'seed' must be an integer, got {seed!r}")
     input_spec = _input_spec(doc.get("input"), path.parent, where)
-    model_specs = _models(doc.get("models") or {}, where, backend, models or {})
+    model_specs = _models(doc.get("models") or {}, where, models or {})
 
     entries = doc.get("stages")
     if not isinstance(entries, list) or not entries:
@@ -121,6 +124,16 @@ def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mappi
             raise StageError(f"{where}: stage #{i} label {spec.label!r} is used twice; give one a `label:`")
         labels.add(spec.label)
         stages.append(spec)
+
+    llm_roles = sorted({r for s in stages for r in s.llm_roles})
+    embedder_roles = sorted({s.embedder_role for s in stages if s.embedder_role})
+    if backend:
+        for role in llm_roles:
+            model_specs[role]["backend"] = backend
+    for role in llm_roles:
+        check_model_spec(role, model_specs[role], "generation", where)
+    for role in embedder_roles:
+        check_model_spec(role, model_specs[role], "embedding", where)
 
     if limit is not None and limit < 1:
         raise StageError(f"--limit must be at least 1, got {limit}")
@@ -167,16 +180,23 @@ def _input_spec(raw: Any, base: Path, where: str) -> InputSpec:
     return InputSpec(kind=kind, patterns=resolved, rows_per_shard=rows)
 
 
-def _models(raw: Any, where: str, backend: str | None, overrides: Mapping[str, str]) -> dict[str, dict]:
+def _models(raw: Any, where: str, overrides: Mapping[str, str]) -> dict[str, dict]:
     if not isinstance(raw, dict):
         raise StageError(f"{where}: field 'models' must be a mapping of role -> model spec")
     models: dict[str, dict] = {}
     for role, spec in raw.items():
+        at = f"{where}: model role {role!r}"
         if not isinstance(spec, dict):
-            raise StageError(f"{where}: model role {role!r} must be a mapping with `backend` and `model`")
+            raise StageError(f"{at} must be a mapping with `backend` and `model`")
+        _no_unknown(spec, MODEL_KEYS, at)
         for key in MODEL_REQUIRED:
             if not spec.get(key):
-                raise StageError(f"{where}: model role {role!r} has no `{key}`")
+                raise StageError(f"{at} has no `{key}`")
+        batch = spec.get("batch_size", 64)
+        if not isinstance(batch, int) or batch < 1:
+            raise StageError(f"{at}: field 'batch_size' must be a positive integer, got {batch!r}")
+        if not isinstance(spec.get("options") or {}, dict):
+            raise StageError(f"{at}: field 'options' must be a mapping")
         models[str(role)] = dict(spec)
     for role, model in overrides.items():
         if role not in models:
@@ -186,10 +206,6 @@ def _models(raw: Any, where: str, backend: str | None, overrides: Mapping[str, s
         models[role]["model"] = model_id
         if revision:
             models[role]["revision"] = revision
-    if backend:
-        for spec in models.values():
-            if not spec.get("embedding", False) and spec["backend"] not in ("sentence-transformers", "embeddings"):
-                spec["backend"] = backend
     return models
 
 
