@@ -95,19 +95,23 @@ def resolve(name: str, revision: str | None = None, *, source: str | None = None
     if locked is not None and locked.source != label:
         raise IntegrityError(f"configuration {name!r}: the lock pins source {locked.source}, but this load reads "
                              f"{label}; refusing other data")
-    requested = revision if revision is not None else (locked.revision if locked else default_rev)
+    requested = revision if revision is not None else (locked.sha if locked else default_rev)
     store = Store(_store_root(cache_dir))
     if loc.kind == "hub":
         res = _resolve_hub(entry, loc, label, requested, locked, store, streaming, verify, progress)
     else:
         res = _resolve_path(entry, loc, label, requested, locked, store, streaming, verify, sample)
-    if locked is not None and res.sha != locked.sha:
-        raise IntegrityError(f"configuration {name!r}: revision {requested!r} is commit {res.sha}, but the lock pins "
-                             f"commit {locked.sha} (revision {locked.revision!r}); refusing other data")
+    _check_locked_sha(name, locked, requested, res.sha)
     if entry.source.kind == "upstream" and entry.source.revision == res.sha and entry.rows is not None \
             and res.rows is not None and res.rows != entry.rows:
         raise IntegrityError(f"{res.where()}: {res.rows} rows, the catalogue expects {entry.rows}")
     return res
+
+
+def _check_locked_sha(name, locked, requested, sha) -> None:
+    if locked is not None and sha != locked.sha:
+        raise IntegrityError(f"configuration {name!r}: revision {requested!r} is commit {sha}, but the lock pins "
+                             f"commit {locked.sha} (revision {locked.revision!r}); refusing other data")
 
 
 def _store_root(cache_dir):
@@ -168,6 +172,7 @@ def _resolve_hub(entry, loc, label, requested, locked, store: Store, streaming, 
     else:
         sha = sources.hub_resolve(loc, requested)
         store.record_ref(loc, requested, sha)
+    _check_locked_sha(entry.name, locked, requested, sha)
     where = f"configuration {entry.name!r} at revision {requested!r} ({sha}) of {label}"
     cached = _cached(entry, loc, sha, locked, store, verify, where)
     if cached is not None:
@@ -239,11 +244,12 @@ def _download(entry, loc, sha, exp: list[Expected], store: Store, where, progres
 def _resolve_path(entry, loc, label, requested, locked, store: Store, streaming, verify, sample) -> Resolved:
     manifest = _manifest(sources.path_read_text(loc, sources.MANIFEST), f"{loc.target}/manifest.json")
     sha = sources.path_revision(loc, manifest)
-    if not sample and requested not in (sha, "main") and not (locked and requested == locked.revision):
+    if not sample and requested not in (sha, "main"):
         tag = (manifest or {}).get("revision", {}).get("tag")
         if requested != tag:
             raise RevisionError(f"asked for revision {requested!r} of {label}, but that folder holds revision {sha}"
                                 f"{f' (tag {tag!r})' if tag else ''}; a folder has exactly one revision")
+    _check_locked_sha(entry.name, locked, requested, sha)
     where = f"configuration {entry.name!r} at revision {requested!r} ({sha}) of {label}"
     listing = sources.path_list(loc)
     if manifest is None and locked is None:

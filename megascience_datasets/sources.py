@@ -96,28 +96,38 @@ def _hub_call(fn, loc: Location, revision: str | None):
         return fn()
     except hf_errors.RevisionNotFoundError:
         raise RevisionError(f"revision {revision!r} does not exist in dataset repository {loc.target!r}") from None
-    except hf_errors.RepositoryNotFoundError as e:
-        # olah (and the Hub for private repos) answers 401/404 RepoNotFound for an unknown revision too:
-        # ask for the default branch to tell a missing revision from a missing repository.
-        if revision is not None:
-            try:
-                _hub_api().dataset_info(loc.target, revision="main")
-            except Exception:
-                pass
-            else:
-                raise RevisionError(f"revision {revision!r} does not exist in dataset repository "
-                                    f"{loc.target!r} (the repository answers for its default branch)") from None
-        raise UsageError(f"dataset repository {loc.target!r} not found on {_endpoint()}: {e}") from None
+    except hf_errors.EntryNotFoundError:
+        raise  # a missing file: the caller decides
+    except (hf_errors.RepositoryNotFoundError, hf_errors.HfHubHTTPError) as e:
+        # olah (and the Hub for private repos) answers 401/404 RepoNotFound, or an error status, for an
+        # unknown revision: ask for the default branch to tell a missing revision from a missing repository.
+        if revision is not None and revision != "main" and _default_branch_answers(loc):
+            raise RevisionError(f"revision {revision!r} does not exist in dataset repository "
+                                f"{loc.target!r} (the repository answers for its default branch)") from None
+        if isinstance(e, hf_errors.RepositoryNotFoundError):
+            raise UsageError(f"dataset repository {loc.target!r} not found on {_endpoint()}: {e}") from None
+        raise UnavailableError(f"the Hub at {_endpoint()} failed for {loc.target!r} revision {revision!r}: {e}") from None
     except hf_errors.OfflineModeIsEnabled:
         raise UnavailableError(f"HF_HUB_OFFLINE is set: cannot reach {loc.target!r}") from None
-    except hf_errors.HfHubHTTPError as e:
-        raise UnavailableError(f"the Hub at {_endpoint()} failed for {loc.target!r} revision {revision!r}: {e}") from None
     except (OSError, ConnectionError) as e:
         raise UnavailableError(f"cannot reach the Hub at {_endpoint()} for {loc.target!r}: {e}") from None
     except Exception as e:  # httpx transport errors have no common base with OSError
         if type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
             raise UnavailableError(f"cannot reach the Hub at {_endpoint()} for {loc.target!r}: {e}") from None
         raise
+
+
+def _default_branch_answers(loc: Location) -> bool:
+    import time
+    for attempt in range(3):  # the server may have closed the kept-alive connection after its error reply
+        try:
+            _hub_api().dataset_info(loc.target, revision="main")
+            return True
+        except Exception as e:
+            if not isinstance(e, OSError) and type(e).__module__.split(".")[0] not in ("httpx", "httpx2", "httpcore"):
+                return False
+            time.sleep(0.2 * (attempt + 1))
+    return False
 
 
 def _endpoint() -> str:
