@@ -68,7 +68,8 @@ class ModelPool:
 
 class CachedGenerator:
     def __init__(self, *, stage_label: str, role: str, model_id: str, revision: str, batch_size: int,
-                 cache: RequestCache, backend_factory: Callable[[], Any], usage: ModelUsage, cache_only: bool):
+                 cache: RequestCache, backend_factory: Callable[[], Any], usage: ModelUsage, cache_only: bool,
+                 progress: Any = None):
         self.stage_label = stage_label
         self.role = role
         self.model_id = model_id
@@ -78,6 +79,7 @@ class CachedGenerator:
         self._backend_factory = backend_factory
         self._usage = usage
         self._cache_only = cache_only
+        self._progress = progress       # optional: .add_total(n) and .update(n), in requests
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         keys = [r.cache_key(self.model_id, self.revision) for r in requests]
@@ -86,6 +88,9 @@ class CachedGenerator:
         self._usage.cache_corrupted += self._cache.corrupted - before
         hits = sum(1 for k in keys if k in results)
         missing = list(dict.fromkeys(k for k in keys if k not in results))   # one backend call per distinct prompt
+        if self._progress is not None:
+            self._progress.add_total(len(keys))
+            self._progress.update(len(keys) - len(missing))
         if missing and self._cache_only:
             raise CacheMissError(f"stage {self.stage_label!r}: --cache-only, but the request with cache key "
                                  f"{missing[0]} for model {self.model_id}@{self.revision} (role {self.role!r}) "
@@ -102,6 +107,8 @@ class CachedGenerator:
                 fresh = dict(zip(chunk, answers))
                 self._cache.put_many(fresh, model=self.model_id, revision=self.revision)
                 results.update(fresh)
+                if self._progress is not None:
+                    self._progress.update(len(chunk))
                 for res in answers:
                     self._usage.backend_tokens_in += res.prompt_tokens
                     self._usage.backend_tokens_out += res.completion_tokens
@@ -121,7 +128,7 @@ class StageContext:
     """The context of one stage in one process. `usage` collects model counters for the manifest."""
 
     def __init__(self, config: PipelineConfig, spec: StageSpec, *, cache: RequestCache | None,
-                 models: ModelPool, cache_only: bool = False):
+                 models: ModelPool, cache_only: bool = False, progress: Any = None):
         self.config = config
         self.spec = spec
         self.seed = config.seed
@@ -130,6 +137,7 @@ class StageContext:
         self._cache = cache
         self._models = models
         self._cache_only = cache_only
+        self._progress = progress
         self._generators: dict[str, CachedGenerator] = {}
 
     def llm(self, role: str | None = None) -> CachedGenerator:
@@ -145,7 +153,7 @@ class StageContext:
                 stage_label=self.spec.label, role=role, model_id=str(spec["model"]),
                 revision=str(spec.get("revision", "main")), batch_size=int(spec.get("batch_size", DEFAULT_BATCH_SIZE)),
                 cache=self._cache, backend_factory=lambda: self._models.backend(role), usage=self.usage,
-                cache_only=self._cache_only)
+                cache_only=self._cache_only, progress=self._progress)
         return self._generators[role]
 
     def embedder(self, role: str | None = None):

@@ -31,7 +31,7 @@ from .manifest import build_manifest, write_manifest
 from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
 from .progress import StageBars
 from .runner import check_plan, concat, fingerprint, run_stage, segments
-from .storage import join, read_parquet, remove_stale, write_atomic, write_json_atomic, write_parquet
+from .storage import join, read_parquet, remove_stale, sha256_bytes, write_atomic, write_json_atomic, write_parquet
 from .workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def shard_ref(work: WorkDir, path: Path, info: dict[str, Any]) -> dict[str, Any]
 
 # -- one shard through a segment of map stages (main process or pool worker) ---------------------------
 def run_map_shard(config: PipelineConfig, specs: list[StageSpec], in_ref: dict, part_name: str, work: WorkDir,
-                  cache: RequestCache | None, models: ModelPool, cache_only: bool) -> list[dict[str, Any]]:
+                  cache: RequestCache | None, models: ModelPool, cache_only: bool, bars: StageBars | None = None
+                  ) -> list[dict[str, Any]]:
     """Returns one sidecar per stage (with `resumed` true where the shard was already done)."""
     metas, table, ref = [], None, in_ref
     for spec in specs:
@@ -69,7 +70,8 @@ def run_map_shard(config: PipelineConfig, specs: list[StageSpec], in_ref: dict, 
             continue
         if table is None:
             table = read_parquet(ref["path"])
-        ctx = StageContext(config, spec, cache=cache, models=models, cache_only=cache_only)
+        progress = bars.requests(spec.label) if bars is not None and spec.llm_roles else None
+        ctx = StageContext(config, spec, cache=cache, models=models, cache_only=cache_only, progress=progress)
         kept, stats = run_stage(spec, table, ctx)
         out = shard_ref(work, part, write_parquet(part, kept))
         meta = {"fingerprint": fp, "stage": spec.label, "input": {k: ref[k] for k in ("file", "rows", "sha256")},
@@ -122,13 +124,13 @@ class LocalExecutor:
         check_plan(self.config, table.schema)           # ... and missing columns here, before any work
         shards = self._write_input(split_rows(table, self.config.input.rows_per_shard))
         self._write_plan(len(shards))
-        bars = StageBars([s.label for s in self.config.stages], {self.config.stages[0].label: table.num_rows},
-                         self.options.progress)
+        bars = StageBars([s.label for s in self.config.stages], {}, self.options.progress)
         try:
             current = shards
             for group in segments(self.config):
-                for spec in group:
+                for pos, spec in enumerate(group):
                     (self.work.stage_dir(spec.dirname) / STAGE_DONE).unlink(missing_ok=True)
+                    bars.start(spec.label, sum(r["rows"] for r in current) if pos == 0 else None)
                 if group[0].stage.kind == "global":
                     current = self._run_global(group[0], current, bars)
                 elif group[0].uses_model:
@@ -137,6 +139,7 @@ class LocalExecutor:
                     current = self._run_map_pool(group, current, bars)
                 for spec in group:
                     self._mark_stage_done(spec)
+                    bars.finish(spec.label)
         finally:
             bars.close()
         outputs = self._publish(current)
@@ -173,7 +176,7 @@ class LocalExecutor:
         write_json_atomic(self.work.stage_dir(spec.dirname) / STAGE_DONE,
                           {"stage": spec.label, "shards": len(metas), "rows_out": sum(m["output"]["rows"] for m in metas)})
 
-    def _collect(self, group: list[StageSpec], per_shard: list[list[dict]], bars: StageBars) -> list[dict]:
+    def _collect(self, group: list[StageSpec], per_shard: list[list[dict]]) -> list[dict]:
         for spec_pos, spec in enumerate(group):
             self._record(spec, [metas[spec_pos] for metas in per_shard], len(per_shard))
         last = group[-1]
@@ -185,17 +188,15 @@ class LocalExecutor:
             bars.update(spec.label, meta["input"]["rows"])
 
     def _run_map_in_process(self, group, inputs, bars) -> list[dict]:
-        bars.set_total(group[0].label, sum(r["rows"] for r in inputs))
         per_shard = []
         for i, ref in enumerate(inputs):
             metas = run_map_shard(self.config, group, ref, self.work.part_name(i), self.work, self.cache,
-                                  self.models, self.options.cache_only)
+                                  self.models, self.options.cache_only, bars)
             self._update_bars(group, metas, bars)
             per_shard.append(metas)
-        return self._collect(group, per_shard, bars)
+        return self._collect(group, per_shard)
 
     def _run_map_pool(self, group, inputs, bars) -> list[dict]:
-        bars.set_total(group[0].label, sum(r["rows"] for r in inputs))
         if self.options.workers <= 1 or len(inputs) == 1:
             return self._run_map_in_process(group, inputs, bars)
         overrides = self.config.overrides
@@ -211,7 +212,7 @@ class LocalExecutor:
                 metas = fut.result()
                 per_shard[futures[fut]] = metas
                 self._update_bars(group, metas, bars)
-        return self._collect(group, per_shard, bars)  # type: ignore[arg-type]
+        return self._collect(group, per_shard)  # type: ignore[arg-type]
 
     def _run_global(self, spec: StageSpec, inputs: list[dict], bars: StageBars) -> list[dict]:
         stage_dir = self.work.stage_dir(spec.dirname)
@@ -221,9 +222,9 @@ class LocalExecutor:
             bars.update(spec.label, done["stats"]["rows_in"])
             self._record(spec, [{**done, "resumed": True}], len(done["outputs"]))
             return [{**o, "path": str(stage_dir / Path(o["file"]).name)} for o in done["outputs"]]
-        bars.set_total(spec.label, sum(r["rows"] for r in inputs))
         table = concat([read_parquet(r["path"]) for r in inputs])
-        ctx = StageContext(self.config, spec, cache=self.cache, models=self.models, cache_only=self.options.cache_only)
+        ctx = StageContext(self.config, spec, cache=self.cache, models=self.models, cache_only=self.options.cache_only,
+                           progress=bars.requests(spec.label) if spec.llm_roles else None)
         kept, stats = run_stage(spec, table, ctx)
         outs = []
         for i, part in enumerate(split_rows(kept, self.config.input.rows_per_shard)):
@@ -240,7 +241,6 @@ class LocalExecutor:
 
     @staticmethod
     def _global_done(stage_dir: Path, fp: str) -> dict | None:
-        from .storage import sha256_bytes
         try:
             meta = json.loads((stage_dir / "_stage.json").read_text())
             if meta["fingerprint"] != fp:

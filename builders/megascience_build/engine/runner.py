@@ -133,9 +133,3 @@ def concat(tables: Sequence[pa.Table]) -> pa.Table:
     """Concatenate shards (an empty shard may carry null-typed columns; they unify with the real type)."""
     return pa.concat_tables(list(tables), promote_options="default").combine_chunks()
 
-
-def cast_like(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Give an empty shard with null-typed columns the schema the other shards of its stage have."""
-    if table.num_rows == 0 and table.schema != schema and table.schema.names == schema.names:
-        return pa.Table.from_batches([], schema=schema)
-    return table
