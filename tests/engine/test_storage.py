@@ -1,0 +1,47 @@
+"""Deterministic parquet bytes, atomic writes, and fsspec URLs for inputs and outputs."""
+from __future__ import annotations
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from conftest import make_rows, write_pipeline
+from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.pipeline_config import load_pipeline
+from megascience_build.engine.storage import parquet_bytes, read_parquet, write_atomic, write_parquet
+
+
+def test_parquet_bytes_are_deterministic_and_ignore_schema_metadata():
+    table = make_rows()
+    assert parquet_bytes(table) == parquet_bytes(make_rows())
+    assert parquet_bytes(table.replace_schema_metadata({"pandas": "{}", "x": "1"})) == parquet_bytes(table)
+    assert parquet_bytes(pa.Table.from_batches(table.to_batches(max_chunksize=3))) == parquet_bytes(table)
+    assert pq.read_table(pa.BufferReader(parquet_bytes(table))).equals(table)
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "d" / "part-00000.parquet"
+    info = write_parquet(path, make_rows())
+    assert info["rows"] == 24 and info["bytes"] == path.stat().st_size
+    write_atomic(path, b"new")
+    assert path.read_bytes() == b"new" and [p.name for p in path.parent.iterdir()] == ["part-00000.parquet"]
+
+
+def test_inputs_and_outputs_on_fsspec_urls(tmp_path):
+    fs = fsspec.filesystem("memory")
+    rows = make_rows()
+    with fs.open("/engine-test/in/a.parquet", "wb") as fh:
+        fh.write(parquet_bytes(rows.slice(0, 12)))
+    with fs.open("/engine-test/in/b.parquet", "wb") as fh:
+        fh.write(parquet_bytes(rows.slice(12)))
+    pipeline = write_pipeline(tmp_path / "p")
+    doc = yaml.safe_load(pipeline.read_text())
+    doc["input"]["parquet"] = ["memory://engine-test/in/*.parquet"]
+    doc["output"] = "memory://engine-test/out"
+    pipeline.write_text(yaml.safe_dump(doc))
+    m = run_local(load_pipeline(pipeline), tmp_path / "work", RunOptions(progress=False))
+    assert [o["path"] for o in m["outputs"]] == [f"memory://engine-test/out/part-0000{i}.parquet" for i in range(4)]
+    local = run_local(load_pipeline(write_pipeline(tmp_path / "q")), tmp_path / "work2", RunOptions(progress=False))
+    assert [o["sha256"] for o in m["outputs"]] == [o["sha256"] for o in local["outputs"]]
+    assert sum(read_parquet(o["path"]).num_rows for o in m["outputs"]) == 19
