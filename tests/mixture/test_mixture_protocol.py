@@ -1,13 +1,13 @@
 """The whole selection protocol on upstream-schema fixtures with a scripted backend, through annotation and
 the mixture; subset sizes are checked against the scripted grades and lengths."""
 import json
-import re
 
 import pyarrow as pa
 import pytest
 
-from mixture_fixtures import (NEMOTRON_SCHEMA, NR_SCHEMA, FakeCtx, ScriptedGen, nemotron_rows, nr_rows,
-                              upstream_batch, user_text)
+from mixture_fixtures import (NEMOTRON_SCHEMA, NR_SCHEMA, FakeCtx, ScriptedGen, expected_difficulty_n, index_of,
+                              nemotron_rows, nr_rows, respond_annotator, respond_grader, respond_policy,
+                              respond_reference, upstream_batch, user_text)
 from megascience_build.backends.base import GenerationResult
 from megascience_build.engine import records
 from megascience_build.engine.stage import StageError
@@ -18,36 +18,13 @@ from megascience_build.stages.signals import Difficulty, RandomSignal, ResponseL
 from megascience_build.stages.sources import AdaptSource
 
 K = 4
-# grades per question index modulo 4: easy (mean 10), medium (mean 5), unsolved (mean 0), boundary (mean 1)
-GRADES = {0: [10, 10, 10, 10], 1: [3, 7, 5, 5], 2: [0, 0, 0, 0], 3: [1, 1, 1, 1]}
 PROMPTS = {"policy": "difficulty_policy.txt", "grader": "grade_response.txt", "response": "reference_response.txt",
            "annotate": "annotate_solution.txt"}
 
 
-def index_of(text: str) -> int:
-    return int(re.search(r"question (\d+)", text).group(1))
-
-
 def scripted_models():
-    def reference(r):       # response length: question i -> 100 * i tokens; i % 9 == 8 -> over 10k tokens
-        i = index_of(user_text(r))
-        return GenerationResult("ref", "stop", 10, 20_000 if i % 9 == 8 else 100 * (i + 1))
-
-    def policy(r):
-        return f"attempt {r.sample_index} for question {index_of(user_text(r))}"
-
-    def grader(r):
-        text = user_text(r)
-        i = index_of(text.split("Student's answer:")[1])
-        s = int(re.search(r"attempt (\d+)", text).group(1))
-        return f"Compared.\nScore: {GRADES[i % 4][s]}"
-
-    def annotator(r):       # question i % 7 == 6 -> a rambling answer over the 4,096-token limit
-        i = index_of(user_text(r))
-        return GenerationResult(f"Step 1. ...\n\\boxed{{{i}}}", "stop", 10, 5_000 if i % 7 == 6 else 200)
-
-    return {"reference": ScriptedGen(reference), "policy": ScriptedGen(policy), "grader": ScriptedGen(grader),
-            "annotator": ScriptedGen(annotator)}
+    return {"reference": ScriptedGen(respond_reference), "policy": ScriptedGen(respond_policy),
+            "grader": ScriptedGen(respond_grader), "annotator": ScriptedGen(respond_annotator)}
 
 
 def signals(table, models, seed=0):
@@ -55,11 +32,6 @@ def signals(table, models, seed=0):
     table = ResponseLength({"tokenizer": None}).process(table, ctx).kept
     table = Difficulty({"samples": K}).process(table, ctx).kept
     return RandomSignal().process(table, ctx).kept
-
-
-def expected_difficulty_n(indices, has_reference, low=1, high=9, strict=True):
-    means = [sum(GRADES[i % 4]) / K for i, ok in zip(indices, has_reference) if ok]
-    return sum((low < m < high) if strict else (low <= m <= high) for m in means)
 
 
 def test_selection_protocol_end_to_end(tmp_path):
