@@ -147,8 +147,9 @@ def _expectations(res_where: str, listing: list[RemoteFile], locked: LockedConfi
     for e in exp:
         got = listed[e.path]
         if e.size is not None and got.size != e.size:
-            raise IntegrityError(f"{res_where}: shard {e.path} is {got.size} bytes at the source, expected {e.size} "
-                                 f"(per {e.origin})")
+            kind = "truncated" if got.size < e.size else "too long"
+            raise IntegrityError(f"{res_where}: shard {e.path} is {kind}: {got.size} bytes at the source, expected "
+                                 f"{e.size} (per {e.origin})")
         if e.sha256 and got.sha256 and got.sha256 != e.sha256:
             raise IntegrityError(f"{res_where}: shard {e.path} has sha256 {got.sha256} at the source (Hub LFS), "
                                  f"expected {e.sha256} (per {e.origin})")
@@ -244,6 +245,7 @@ def _download(entry, loc, sha, exp: list[Expected], store: Store, where, progres
 def _resolve_path(entry, loc, label, requested, locked, store: Store, streaming, verify, sample) -> Resolved:
     manifest = _manifest(sources.path_read_text(loc, sources.MANIFEST), f"{loc.target}/manifest.json")
     sha = sources.path_revision(loc, manifest)
+    _check_locked_sha(entry.name, locked, requested, sha)
     if not sample and requested not in (sha, "main"):
         tag = (manifest or {}).get("revision", {}).get("tag")
         if requested != tag:

@@ -39,7 +39,7 @@ def check_relpath(path: object, what: str = "file") -> str:
     """A relative POSIX path inside a repository: components validated, no '..', no absolute paths."""
     if not isinstance(path, str) or not path or "\\" in path or path.startswith("/"):
         raise UsageError(f"unsafe {what} path {path!r}: expected a relative path inside the repository")
-    parts = PurePosixPath(path).parts
+    parts = path.split("/")
     if not parts or any(not FILE_PART.match(p) for p in parts):
         raise UsageError(f"unsafe {what} path {path!r}: each component must match {FILE_PART.pattern}")
     return path
