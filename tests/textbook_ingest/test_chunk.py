@@ -120,3 +120,22 @@ def test_bad_parameters_are_stage_errors(monkeypatch):
         ChunkBooks(params={"overlap_tokens": 5000})
     with pytest.raises(StageError, match="unknown parameter"):
         ChunkBooks(params={"window": 10})
+
+
+def test_chunks_recounted_over_the_window_are_cut_again():
+    # a tokenizer that counts more tokens for a chunk on its own than inside the whole text (as BOS-adding
+    # or merge-sensitive tokenizers do) sends the book through the chunk-by-chunk verified path
+    base = load_tokenizer("minilm")
+
+    class Inflating(type(base)):
+        def count(self, texts):
+            return [n + 20 for n in super().count(texts)]
+
+    tok = Inflating(name="inflating", source=base.source, sha256=base.sha256, tokenizer=base.tokenizer)
+    paras, (text, offsets, numbers) = paragraphs_book(n_par=12, words=60)
+    plain = chunk_books([text], [offsets], [numbers], base, ChunkParams(window=128))[0]
+    strict = chunk_books([text], [offsets], [numbers], tok, ChunkParams(window=128))[0]
+    assert max(c.num_tokens for c in plain) > 128 - 20          # the fast plan would not fit
+    assert all(c.num_tokens <= 128 for c in strict)
+    assert [c.num_tokens for c in strict] == tok.count([c.text for c in strict])
+    assert " ".join(c.text for c in strict).split() == text.split()

@@ -48,35 +48,47 @@ def page_of(char: int, page_offsets: list[int], page_numbers: list[int]) -> int:
 
 def chunk_books(texts: list[str], page_offsets: list[list[int]], page_numbers: list[list[int]],
                 tok: NamedTokenizer, params: ChunkParams) -> list[list[Chunk]]:
+    """Chunks of every book. Fast path: one encode_batch over the books for offsets, cuts planned from
+    the offsets, one encode_batch over all planned chunks to re-count them; only a book with a chunk
+    over the window (its tokenizer merges differently at a cut) is planned again chunk by chunk."""
     encodings = tok.tokenizer.encode_batch(texts, add_special_tokens=False)
-    return [_chunk_one(text, [o[0] for o in enc.offsets], offs, nums, tok, params)
-            for text, enc, offs, nums in zip(texts, encodings, page_offsets, page_numbers)]
+    starts = [[o[0] for o in enc.offsets] for enc in encodings]
+    plans = [_plan(text, st, params, None) for text, st in zip(texts, starts)]
+    flat = [text[s:e] for text, plan in zip(texts, plans) for s, e, _ in plan]
+    counts = iter(tok.count(flat))
+    result = []
+    for text, st, plan, offs, nums in zip(texts, starts, plans, page_offsets, page_numbers):
+        spans = [(s, e, next(counts)) for s, e, _ in plan]
+        if any(c > params.window for _, _, c in spans):
+            spans = [(s, e, c) for s, e, c in _plan(text, st, params, tok)]
+        result.append([Chunk(index=k, start=s, end=e, text=text[s:e], num_tokens=c,
+                             first_page=page_of(s, offs, nums), last_page=page_of(e - 1, offs, nums))
+                       for k, (s, e, c) in enumerate(spans)])
+    return result
 
 
-def _chunk_one(text: str, token_starts: list[int], page_offsets: list[int], page_numbers: list[int],
-               tok: NamedTokenizer, params: ChunkParams) -> list[Chunk]:
+def _plan(text: str, token_starts: list[int], params: ChunkParams,
+          verify: NamedTokenizer | None) -> list[tuple[int, int, int]]:
+    """(start, end, tokens) of each chunk; with `verify`, every chunk is re-counted on its own and cut
+    shorter until it fits (tokens is -1 without it)."""
     paragraphs = [m.end() for m in _PARAGRAPH_END.finditer(text)]
     sentences = [m.end() for m in _SENTENCE_END.finditer(text)]
     n = len(token_starts)
-    spans: list[tuple[int, int, int]] = []   # (start char, end char, next token index)
+    spans: list[tuple[int, int, int]] = []
     i = 0
     while i < n:
-        start = token_starts[i]
         budget = params.window
         while True:
             end, next_i = _cut(text, token_starts, i, budget, paragraphs, sentences, params.min_fill)
-            s, e = _strip(text, start, end)
-            count = tok.count([text[s:e]])[0] if e > s else 0
+            s, e = _strip(text, token_starts[i], end)
+            count = verify.count([text[s:e]])[0] if verify is not None and e > s else -1
             if count <= params.window:
                 break
             budget -= count - params.window + 8   # the text re-tokenized differently at the cut: shorten
         if e > s:
             spans.append((s, e, count))
         i = max(next_i - params.overlap, i + 1) if next_i < n else n
-    return [Chunk(index=k, start=s, end=e, text=text[s:e], num_tokens=c,
-                  first_page=page_of(s, page_offsets, page_numbers),
-                  last_page=page_of(e - 1, page_offsets, page_numbers))
-            for k, (s, e, c) in enumerate(spans)]
+    return spans
 
 
 def _cut(text, token_starts, i, budget, paragraphs, sentences, min_fill) -> tuple[int, int]:
