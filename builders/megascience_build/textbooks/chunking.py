@@ -1,4 +1,5 @@
-"""Split a book into token windows that break at paragraph boundaries when they can.
+"""Split a book into token windows that break at paragraph boundaries when they can, else at a
+sentence end, else between words, else between tokens.
 
 A window never holds more than `window` tokens of the chunk text tokenized on its own (special tokens
 not counted): candidate cuts come from one tokenization of the whole book (offsets), and every chunk is
@@ -103,6 +104,9 @@ def _cut(text, token_starts, i, budget, paragraphs, sentences, min_fill) -> tupl
         if k >= 0 and boundaries[k] > floor:
             end = boundaries[k]
             return end, bisect.bisect_left(token_starts, end)
+    space = max(text.rfind(" ", floor, limit), text.rfind("\n", floor, limit))
+    if space > floor:                                      # between words rather than inside one
+        return space, bisect.bisect_left(token_starts, space)
     return limit, j
 
 
