@@ -58,16 +58,15 @@ def render_markdown(manifest: dict[str, Any]) -> str:
 def render_png(manifest: dict[str, Any]) -> bytes:
     import io
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # the object API: no pyplot, no GUI backend, thread-safe
 
     subjects, columns, counts = subject_matrix(manifest)
     if not subjects:   # no subject column: one series, the total
         subjects = ["all rows"]
         stages = manifest["stages"]
         counts = [[stages[0]["rows_in"] if stages else 0] + [st["rows_out"] for st in stages]]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(columns)), 4.5), dpi=100)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(columns)), 4.5), dpi=100)
+    ax = fig.subplots()
     for subject, row in zip(subjects, counts):
         ax.plot(range(len(columns)), row, marker="o", label=subject)
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
@@ -78,7 +77,6 @@ def render_png(manifest: dict[str, Any]) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
     return buf.getvalue()
 
 
