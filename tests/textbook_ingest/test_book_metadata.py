@@ -37,6 +37,8 @@ def test_parser_reads_well_formed_answers(text, expected):
     ("Subject: Physics\nLevel: whatever", "unknown_level"),
     ('{"subject": ', "no_subject"),
     ("Subject: Subject: Subject: " * 50, "unknown_subject"),
+    ("Subject: one of: mathematics, physics, chemistry\nLevel: undergraduate", "ambiguous_subject"),
+    ("Subject: physics\nLevel: primary, secondary, undergraduate", "ambiguous_level"),
 ])
 def test_parser_reports_malformed_answers_without_raising(text, error):
     got = parse_book_metadata(text)

@@ -40,11 +40,16 @@ _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.S)
 class BookMetadata:
     subject: str | None       # one of SUBJECTS, OTHER, or None
     level: str | None         # one of LEVELS or None
-    error: str | None = None  # "no_answer", "no_subject", "no_level", "unknown_subject", "unknown_level"
+    error: str | None = None  # no_answer, no_subject, no_level, unknown_subject, unknown_level,
+                              # ambiguous_subject, ambiguous_level
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def _all_matches(value: str, patterns: dict[str, re.Pattern]) -> set[str]:
+    return {key for key, pattern in patterns.items() if pattern.search(value)}
 
 
 def _earliest(value: str, patterns: dict[str, re.Pattern]) -> str | None:
@@ -101,6 +106,11 @@ def _parse(text) -> BookMetadata:
                     break
     if "subject" not in fields:
         return BookMetadata(None, normalise_level(fields.get("level")), "no_subject")
+    # an answer naming several disciplines or levels (often the option list echoed back) is not an answer
+    if len(_all_matches(fields["subject"], _SUBJECT_RE) - {OTHER}) > 1:
+        return BookMetadata(None, None, "ambiguous_subject")
+    if "level" in fields and len(_all_matches(fields["level"], _LEVEL_RE)) > 1:
+        return BookMetadata(None, None, "ambiguous_level")
     subject = normalise_subject(fields["subject"])
     level = normalise_level(fields.get("level"))
     if subject is None:
