@@ -36,6 +36,12 @@ def test_round_trip_and_only_ok_results_are_stored(tmp_path):
     stored = cache.put_many({"k1": ok, "k2": GenerationResult("", "length", 1, 9),
                              "k3": GenerationResult("", "error", error="boom")}, model="m", revision="r")
     assert stored == 1 and cache.get_many(["k1", "k2", "k3"]) == {"k1": ok}
+    # the failures are kept only for --cache-only replays; a later answer replaces a failure
+    assert {k: r.finish_reason for k, r in cache.get_many(["k1", "k2", "k3"], failures=True).items()} == \
+        {"k1": "stop", "k2": "length", "k3": "error"}
+    cache.put_many({"k2": ok}, model="m", revision="r")
+    assert cache.get_many(["k2"], failures=True) == {"k2": ok}
+    assert cache.conn.execute("SELECT key FROM failures").fetchall() == [("k3",)]
     cache.close()
     assert RequestCache(tmp_path / "c.sqlite").get_many(["k1"]) == {"k1": ok}   # durable across handles
 

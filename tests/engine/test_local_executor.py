@@ -104,16 +104,19 @@ def test_cache_only_replays_and_fails_clearly_on_a_miss(pipeline, tmp_path):
         run(pipeline, tmp_path / "w0", cache_path=str(cache), cache_only=True)
     msg = str(err.value)
     assert "stage 'answer'" in msg and "fake/model@r1" in msg and "cache key" in msg
-    assert calls(pipeline) == []
-    run(pipeline, tmp_path / "w1", cache_path=str(cache))
+    assert calls(pipeline) == [] and not (tmp_path / "w0" / "output").exists()
+    first = run(pipeline, tmp_path / "w1", cache_path=str(cache))
     n_calls = len(calls(pipeline))
-    # replay into a new work directory: the drop of the 'length' row is not cached, so drop that row first
-    doc = yaml.safe_load(pipeline.read_text())
-    doc["stages"][0]["params"] = {"min_len": 16}       # "a LONG question" has 15 characters
-    pipeline.write_text(yaml.safe_dump(doc, sort_keys=False))
-    m = run(pipeline, tmp_path / "w2", cache_path=str(cache), cache_only=True)
+    # a replay into a new work directory sends nothing and reproduces the run, its 'length' failure included
+    replay = run(pipeline, tmp_path / "w2", cache_path=str(cache), cache_only=True)
     assert len(calls(pipeline)) == n_calls
-    assert m["stages"][1]["usage_this_run"]["cache_misses"] == 0 and m["stages"][1]["usage_this_run"]["requests"] > 0
+    assert outputs(tmp_path / "w2") == outputs(tmp_path / "w1")
+    assert replay["stages"][1]["dropped"] == first["stages"][1]["dropped"] == {"generation_length": 1}
+    assert replay["stages"][1]["usage"]["failures"] == {"length": 1}
+    assert replay["stages"][1]["usage_this_run"]["cache_misses"] == 0
+    # a normal run retries the failure (it is never served as an answer)
+    run(pipeline, tmp_path / "w3", cache_path=str(cache))
+    assert len(calls(pipeline)) == n_calls + 1
 
 
 def test_second_run_on_a_locked_work_directory_is_refused(pipeline, tmp_path):

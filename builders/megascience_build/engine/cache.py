@@ -2,7 +2,9 @@
 
 Key: GenerationRequest.cache_key(model_id, revision) (model, revision, sampling, sample index, rendered
 messages). Value: the GenerationResult as JSON plus the sha256 of that JSON. Only complete answers
-(finish_reason "stop") are stored; failures are retried on the next run.
+(finish_reason "stop") are served as cached answers; failures ("length", "error") are retried on the next run.
+The last failure of a request is kept in a separate table that only --cache-only reads, so a replay
+without any model reproduces the run that wrote the cache, failures (and the rows they dropped) included.
 
 Why SQLite: many processes (shard workers, Ray actors on one node, two concurrent runs) may read and
 write one cache; WAL mode gives concurrent readers with one writer at a time, and every committed
@@ -24,15 +26,16 @@ from ..backends.base import GenerationResult
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
+_TABLES = ("responses", "failures")
+_SCHEMA = [f"""
+CREATE TABLE IF NOT EXISTS {table} (
     key      TEXT PRIMARY KEY,
     model    TEXT NOT NULL,
     revision TEXT NOT NULL,
     result   TEXT NOT NULL,
     checksum TEXT NOT NULL
 )
-"""
+""" for table in _TABLES]
 
 
 class CacheMissError(RuntimeError):
@@ -73,21 +76,29 @@ class RequestCache:
                 # NORMAL in WAL mode: a committed row survives the death of this process (kill -9);
                 # only a power loss can lose the last commits, which are then simply recomputed.
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(_SCHEMA)
+                for statement in _SCHEMA:
+                    conn.execute(statement)
             except sqlite3.DatabaseError as exc:
                 raise RuntimeError(f"request cache {self.path}: cannot open ({exc}); "
                                    f"move the file away to start a fresh cache") from None
             self._conn = conn
         return self._conn
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, GenerationResult]:
-        """The valid cached results among `keys`; corrupted entries are reported and left out."""
+    def get_many(self, keys: Iterable[str], *, failures: bool = False) -> dict[str, GenerationResult]:
+        """The valid cached answers among `keys` (with failures=True: the recorded failures of the others);
+        corrupted entries are reported and left out."""
         keys = list(dict.fromkeys(keys))
+        found = self._select("responses", keys)
+        if failures:
+            found.update(self._select("failures", [k for k in keys if k not in found]))
+        return found
+
+    def _select(self, table: str, keys: list[str]) -> dict[str, GenerationResult]:
         found: dict[str, GenerationResult] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(f"SELECT key, result, checksum FROM responses WHERE key IN ({marks})", chunk)
+            rows = self.conn.execute(f"SELECT key, result, checksum FROM {table} WHERE key IN ({marks})", chunk)
             for key, blob, checksum in rows:
                 try:
                     if not isinstance(blob, str) or _checksum(blob) != checksum:
@@ -101,17 +112,18 @@ class RequestCache:
         return found
 
     def put_many(self, entries: Mapping[str, GenerationResult], *, model: str, revision: str) -> int:
-        """Store the complete answers among `entries` in one transaction; returns how many were stored."""
-        rows = []
+        """Store `entries` in one transaction: answers as answers, failures only as the record of a failure.
+        Returns how many answers were stored."""
+        answers, failed = [], []
         for key, result in entries.items():
-            if not result.ok:
-                continue
             blob = encode_result(result)
-            rows.append((key, model, revision, blob, _checksum(blob)))
-        if rows:
+            (answers if result.ok else failed).append((key, model, revision, blob, _checksum(blob)))
+        if entries:
             with self._transaction():
-                self.conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", rows)
-        return len(rows)
+                self.conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", answers)
+                self.conn.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", failed)
+                self.conn.executemany("DELETE FROM failures WHERE key = ?", [(row[0],) for row in answers])
+        return len(answers)
 
     def __len__(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

@@ -84,9 +84,11 @@ class CachedGenerator:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         keys = [r.cache_key(self.model_id, self.revision) for r in requests]
         before = self._cache.corrupted
-        results: dict[str, GenerationResult] = self._cache.get_many(keys)
+        results: dict[str, GenerationResult] = self._cache.get_many(keys, failures=self._cache_only)
         self._usage.cache_corrupted += self._cache.corrupted - before
         hits = sum(1 for k in keys if k in results)
+        for key in dict.fromkeys(k for k in keys if k in results and not results[k].ok):   # replayed failures
+            self._usage.failures[results[key].finish_reason] = self._usage.failures.get(results[key].finish_reason, 0) + 1
         missing = list(dict.fromkeys(k for k in keys if k not in results))   # one backend call per distinct prompt
         if self._progress is not None:
             self._progress.add_total(len(keys))
