@@ -132,7 +132,7 @@ def cmd_cite(args) -> int:
 
 def cmd_card(args) -> int:
     from .cards import render_config_card, render_family_card
-    print(render_family_card(args.family) if args.family else render_config_card(args.config))
+    sys.stdout.write(render_family_card(args.family) if args.family else render_config_card(args.config))
     return 0
 
 
