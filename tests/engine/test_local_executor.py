@@ -200,3 +200,18 @@ def test_named_backend_from_the_backends_package(tmp_path):
     assert answer["dropped"] == {"generation_length": 1} and answer["models"][0]["model"] == "scripted-test"
     assert m["stages"][2]["rows_out"] == 1            # every answer is "answer": dedup keeps one
     assert len(log.read_text().splitlines()) == answer["usage"]["cache_misses"] == 20
+
+
+def test_an_emptied_shard_keeps_the_column_types_of_the_others(tmp_path):
+    rows = make_rows()
+    texts = rows.column("text").to_pylist()
+    texts[5:10] = [""] * 5                      # shard 1 loses every row in the first stage
+    rows = rows.set_column(rows.schema.get_field_index("text"), "text", pa.array(texts))
+    stages = [{"stage": "test_tag_length", "label": "tag"},
+              {"stage": "test_answer", "label": "answer", "llm": "gen", "prompts": {"ask": "ask.txt"}},
+              {"stage": "test_upper", "label": "upper"}]
+    pipeline = write_pipeline(tmp_path / "p", rows=rows, stages=stages)
+    m = run(pipeline, tmp_path / "work")
+    assert [o["rows"] for o in m["outputs"]] == [5, 0, 5, 5, 4]
+    schemas = [pq.read_schema(o["path"]) for o in m["outputs"]]
+    assert all(s.equals(schemas[0]) for s in schemas) and schemas[0].field("answer").type == pa.string()

@@ -50,8 +50,11 @@ def test_ray_matches_local_with_an_emptied_shard(ray_instance, tmp_path):
     texts = rows.column("text").to_pylist()
     texts[5:10] = [""] * 5                      # the whole second shard is dropped by the first stage
     rows = rows.set_column(rows.schema.get_field_index("text"), "text", pa.array(texts))
-    pipeline = write_pipeline(tmp_path / "p", rows=rows)
+    stages = [{"stage": "test_tag_length", "label": "tag"},      # no barrier: the empty shard reaches the output
+              {"stage": "test_answer", "label": "answer", "llm": "gen", "prompts": {"ask": "ask.txt"}},
+              {"stage": "test_upper", "label": "upper"}]
+    pipeline = write_pipeline(tmp_path / "p", rows=rows, stages=stages)
     local, ray_m = both(pipeline, tmp_path)
-    assert local["stages"][0]["dropped"] == {"too_short": 5}
+    assert local["stages"][0]["dropped"] == {"too_short": 5} and [o["rows"] for o in local["outputs"]] == [5, 0, 5, 5, 4]
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
     assert counts(ray_m) == counts(local)

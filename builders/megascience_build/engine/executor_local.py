@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .cache import RequestCache
 from .context import ModelPool, StageContext
@@ -31,7 +32,8 @@ from .manifest import build_manifest, write_manifest
 from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
 from .progress import StageBars
 from .runner import check_plan, concat, fingerprint, run_stage, segments
-from .storage import join, read_parquet, remove_stale, sha256_bytes, write_atomic, write_json_atomic, write_parquet
+from .storage import (join, parquet_bytes, read_parquet, remove_stale, sha256_bytes, unified_empty, write_atomic,
+                      write_json_atomic, write_parquet)
 from .workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -253,14 +255,18 @@ class LocalExecutor:
             return None
 
     def _publish(self, finals: list[dict]) -> list[dict[str, Any]]:
-        """Copy the last stage's shards to the output location (same bytes)."""
+        """Copy the last stage's shards to the output location (same bytes; an empty shard gets the column
+        types of the first shard with rows)."""
         target = self.options.output or self.config.output or str(self.work.output_dir)
+        reference = next((pq.read_schema(r["path"]) for r in finals if r["rows"]), None)
         outs = []
         for i, ref in enumerate(finals):
             data = Path(ref["path"]).read_bytes()
+            if not ref["rows"]:
+                data = parquet_bytes(unified_empty(read_parquet(ref["path"]), reference))
             path = join(target, self.work.part_name(i))
             write_atomic(path, data)
-            outs.append({"path": path, "rows": ref["rows"], "bytes": len(data), "sha256": ref["sha256"]})
+            outs.append({"path": path, "rows": ref["rows"], "bytes": len(data), "sha256": sha256_bytes(data)})
         remove_stale(target, {self.work.part_name(i) for i in range(len(finals))})
         return outs
 

@@ -34,7 +34,7 @@ from .inputs import read_input, split_rows
 from .manifest import build_manifest, write_manifest
 from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
 from .runner import check_plan, concat, run_stage, segments
-from .storage import join, parquet_bytes, remove_stale, sha256_bytes, write_atomic
+from .storage import join, parquet_bytes, remove_stale, sha256_bytes, unified_empty, write_atomic, write_json_atomic
 from .workdir import WorkDir
 
 SHARD, ROW = "__msb_shard", "__msb_row"
@@ -154,6 +154,10 @@ class RayExecutor:
         # the same shards, with the same column types, as the local executor's input files
         shards = [_roundtrip(t) for t in split_rows(table, self.config.input.rows_per_shard)]
         n_input = len(shards)
+        write_json_atomic(self.work.root / "plan.json", {
+            "pipeline": pipeline, "pipeline_sha256": self.config.sha256, "name": self.config.name, "executor": "ray",
+            "input_shards": n_input,
+            "stages": [{"label": s.label, "stage": s.stage.name, "kind": s.stage.kind, "dir": None} for s in self.config.stages]})
         ds, pending = self._dataset(shards), []          # pending: map stages not yet materialised
         for group in segments(self.config):
             spec = group[0]
@@ -231,9 +235,10 @@ class RayExecutor:
 
     def _publish(self, finals: list[pa.Table]) -> list[dict[str, Any]]:
         target = self.options.output or self.config.output or str(self.work.output_dir)
+        reference = next((t.schema for t in finals if t.num_rows), None)
         outs = []
         for i, t in enumerate(finals):
-            data = parquet_bytes(t)
+            data = parquet_bytes(unified_empty(t, reference))
             path = join(target, self.work.part_name(i))
             write_atomic(path, data)
             outs.append({"path": path, "rows": t.num_rows, "bytes": len(data), "sha256": sha256_bytes(data)})

@@ -30,7 +30,12 @@ def work_status(work: str | Path) -> dict[str, Any]:
     except OSError:
         raise FileNotFoundError(f"{root} has no plan.json: no run has started in this work directory") from None
     stages = []
+    finished = (root / "manifest.json").exists()
     for st in plan["stages"]:
+        if st["dir"] is None:   # the Ray executor keeps no per-shard checkpoints: a stage is done when the run is
+            stages.append({"label": st["label"], "stage": st["stage"], "kind": st["kind"],
+                           "state": "done" if finished else "unknown", "shards_done": 0, "rows_out": 0})
+            continue
         d = root / st["dir"]
         rows, done = 0, 0
         if st["kind"] == "global":
@@ -53,4 +58,4 @@ def work_status(work: str | Path) -> dict[str, Any]:
         stages.append({"label": st["label"], "stage": st["stage"], "kind": st["kind"], "state": state,
                        "shards_done": done, "rows_out": rows})
     return {"work": str(root), "pipeline": plan["pipeline"], "input_shards": plan["input_shards"],
-            "stages": stages, "locked_by": _lock_holder(root), "finished": (root / "manifest.json").exists()}
+            "executor": plan.get("executor", "local"), "stages": stages, "locked_by": _lock_holder(root)}

@@ -27,6 +27,13 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def unified_empty(table: pa.Table, reference: pa.Schema | None) -> pa.Table:
+    """An empty shard with the column types of the other shards of its stage (when its names agree)."""
+    if table.num_rows == 0 and reference is not None and table.schema.names == reference.names:
+        return pa.Table.from_batches([], schema=reference)
+    return table
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
