@@ -15,6 +15,7 @@ import json
 import logging
 import os
 
+import fsspec
 import pyarrow as pa
 
 from ..engine import records
@@ -97,9 +98,9 @@ class IngestBooks(Stage):
             raise BookReadError("unsupported_file_type", f"{shown}: not .pdf, olmOCR .jsonl[.zst|.zstd|.gz], "
                                                          f".txt or .md")
         try:
-            with open(path, "rb") as fh:
+            with fsspec.open(path, "rb") as fh:      # local paths and any fsspec URL (s3://, gs://, ...)
                 data = fh.read()
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise BookReadError("unreadable_file", f"{shown}: {e}") from None
         if fmt == "pdf":
             return [read_pdf(data, shown)]
