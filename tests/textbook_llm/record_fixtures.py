@@ -79,7 +79,7 @@ def generate(tok, model, conversations: list[list[dict]], max_new_tokens: int) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-new-tokens", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--only", nargs="*", help="prompt names to regenerate (default: all)")
     ap.add_argument("--out", type=Path, default=HERE / "fixtures")
     args = ap.parse_args(argv)
@@ -88,20 +88,31 @@ def main(argv: list[str] | None = None) -> int:
     todo = {k: v for k, v in jobs(inputs).items() if not args.only or k in args.only}
     tok, model = load_smollm2()
     args.out.mkdir(parents=True, exist_ok=True)
+    # Every prompt's inputs go into one queue, sorted by length, so batches pad little (CPU matmuls are
+    # far cheaper per token at batch 8 than at batch 1).
+    queue = []
     for name, fields_list in todo.items():
-        t0 = time.time()
         tmpl = load_prompt(name)
-        convs = [[dict(m) for m in tmpl.render(**fields)] for fields in fields_list]
-        results = []
-        for i in range(0, len(convs), args.batch_size):
-            results += generate(tok, model, convs[i:i + args.batch_size], args.max_new_tokens)
-        records = [{"input": f, "messages": c, "output": text, "finish_reason": reason}
-                   for f, c, (text, reason) in zip(fields_list, convs, results)]
+        for k, fields in enumerate(fields_list):
+            queue.append((name, k, fields, [dict(m) for m in tmpl.render(**fields)]))
+    queue.sort(key=lambda job: len(json.dumps(job[3])))
+    outputs = {}
+    t0 = time.time()
+    for i in range(0, len(queue), args.batch_size):
+        batch = queue[i:i + args.batch_size]
+        for job, result in zip(batch, generate(tok, model, [job[3] for job in batch], args.max_new_tokens)):
+            outputs[job[:2]] = (job, result)
+        print(f"{min(i + args.batch_size, len(queue))}/{len(queue)} generations, {time.time() - t0:.0f}s", flush=True)
+    for name, fields_list in todo.items():
+        tmpl = load_prompt(name)
+        records = []
+        for k in range(len(fields_list)):
+            (_, _, fields, messages), (text, reason) = outputs[(name, k)]
+            records.append({"input": fields, "messages": messages, "output": text, "finish_reason": reason})
         doc = {"model": MODEL_ID, "max_new_tokens": args.max_new_tokens, "decoding": "greedy",
                "prompt": tmpl.name, "prompt_sha256": tmpl.sha256, "records": records}
         (args.out / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"{name}: {len(records)} outputs in {time.time() - t0:.1f}s "
-              f"({', '.join(r['finish_reason'] for r in records)})", flush=True)
+        print(f"{name}: {', '.join(r['finish_reason'] for r in records)}", flush=True)
     return 0
 
 

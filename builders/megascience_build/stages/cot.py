@@ -17,7 +17,8 @@ An unreadable judgement is counted as `unparseable_cot_judgement` and handled by
   supplement  treat it as NO; drop  drop the pair with reason `unparseable_cot_judgement` (authors' code).
 Drops: `generation_<finish_reason>` (judge or supplement), `empty_supplement` (a blank rewrite).
 The supplement model may differ from the judge (paper: Llama-3.3-70B judges, DeepSeek-V3 writes):
-parameter `supplement_llm` names its model role (default: the stage's `llm:` role).
+parameter `supplement_llm` names its model role (default: the stage's first `llm:` role); list both roles
+under the stage's `llm:`, e.g. `llm: [judge, refiner]` with `params: {supplement_llm: refiner}`.
 """
 from __future__ import annotations
 
