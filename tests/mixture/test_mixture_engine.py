@@ -1,6 +1,7 @@
 """The packaged pipeline files run through the engine's local executor with scripted models: NaturalReasoning
 and Nemotron-Science fixtures (upstream schemas) through adaptation, dedup, signals, subsets and annotation,
 then the mixture; a replay from the request cache is byte-identical."""
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,6 +12,8 @@ from mixture_fixtures import NEMOTRON_SCHEMA, NR_SCHEMA, expected_difficulty_n, 
 from megascience_build.engine import records
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
+from megascience_build.mixture_release import assemble, catalogue_columns
+from megascience_datasets.repo_folder import write_repo_folder
 
 PIPELINES = Path(__file__).resolve().parents[2] / "builders" / "megascience_build" / "pipelines"
 SCRIPTED = {role: {"backend": "scripted", "model": f"scripted/{role}",
@@ -95,3 +98,21 @@ def test_packaged_pipelines_end_to_end_and_replay(tmp_path):
     again = sorted((tmp_path / "replay_out").glob("*.parquet"))
     assert [p.stem for p in first] == [p.stem for p in again]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, again))
+
+    # the configurations these runs give, assembled for the dataset repository folder
+    wanted = ["natural_reasoning", "natural_reasoning_dc_difficulty", "natural_reasoning_dc_length",
+              "natural_reasoning_dc_random", "megascience"]
+    columns = {c: cols for c, cols in catalogue_columns().items() if c in wanted}
+    configs, extra = assemble({"natural_reasoning": tmp_path / "work_natural_reasoning",
+                               "megascience": tmp_path / "work_mix"}, columns)
+    assert sorted(configs) == sorted(wanted)
+    assert configs["natural_reasoning_dc_random"][0].num_rows == n
+    assert configs["natural_reasoning_dc_random"][0].column("source").to_pylist() == ["NaturalReasoning"] * n
+    assert extra["natural_reasoning_dc_length"]["subset"]["rule"] == "select_length"
+    assert extra["natural_reasoning_dc_length"]["subset"]["parameters"]["n"] == n
+    assert extra["natural_reasoning"]["upstream"]["revision"] == "8c9292b8932b86f90360ca6b152c2e23ca9252ab"
+    assert {m["role"] for m in extra["natural_reasoning_dc_difficulty"]["models"]} == {"policy", "grader", "reference"}
+    assert configs["megascience"][0].column_names == ["question", "answer", "subject", "reference_answer", "source"]
+    manifest = write_repo_folder(tmp_path / "repo", configs, extra=extra, default="megascience")
+    assert (tmp_path / "repo" / "data" / "natural_reasoning_dc_random").is_dir()
+    assert "natural_reasoning_dc_random" in json.dumps(manifest)
