@@ -17,6 +17,7 @@ import os
 
 import fsspec
 import pyarrow as pa
+import pypdf
 
 from ..engine import records
 from ..engine.stage import Stage, StageOutput, register
@@ -139,12 +140,7 @@ class IngestBooks(Stage):
                 "declared_subject": book.declared_subject, "declared_level": book.declared_level}
 
 
-def _pypdf_version() -> str:
-    import pypdf
-    return pypdf.__version__
-
-
-_READERS = {"pdf": f"pypdf {_pypdf_version()}", "olmocr": "olmocr-dolma-jsonl", "text": "text"}
+_READERS = {"pdf": f"pypdf {pypdf.__version__}", "olmocr": "olmocr-dolma-jsonl", "text": "text"}
 
 
 @register
