@@ -224,12 +224,10 @@ def datasketch_predict(pairs: LabelledPairs, num_perm: int, bands: int, rows: in
 
     texts, a, b = _unique_index(pairs)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=(bands, rows))
-    sketches = []
-    for i, shingles in enumerate(shingle_sets(texts)):
-        m = MinHash(num_perm=num_perm, seed=seed)
-        m.update_batch([" ".join(s).encode("utf-8") for s in shingles])
+    shingles = ([" ".join(s).encode("utf-8") for s in sets] for sets in shingle_sets(texts))
+    sketches = MinHash.bulk(shingles, num_perm=num_perm, seed=seed)      # update_batch per question
+    for i, m in enumerate(sketches):
         lsh.insert(i, m)
-        sketches.append(m)
     return np.array([int(j) in set(lsh.query(sketches[i])) for i, j in zip(a, b)])
 
 
