@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import datasets
 from datasets.data_files import DataFilesDict, DataFilesList
+from datasets.iterable_dataset import ArrowExamplesIterable
 from datasets.packaged_modules.parquet.parquet import Parquet, ParquetConfig
 
 from .catalogue import load_catalogue
@@ -36,6 +37,38 @@ def _configs() -> list[MegascienceConfig]:
             for e in load_catalogue()]
 
 
+class TypedArrowExamplesIterable(ArrowExamplesIterable):
+    """Arrow tables that already carry the builder's features (Parquet._cast_table casts every table).
+
+    Declaring them lets IterableDataset skip its per-row re-formatting (a one-row Arrow table cast and
+    converted for every example), which made streaming ~5x slower than pyarrow's own row conversion.
+    Sharding, shuffling and resharding keep the declaration.
+    """
+
+    def __init__(self, *args, features: datasets.Features | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._typed_features = features
+
+    @property
+    def features(self):
+        return self._typed_features
+
+    def _retype(self, it: ArrowExamplesIterable) -> "TypedArrowExamplesIterable":
+        out = TypedArrowExamplesIterable(it.generate_tables_fn, it.kwargs, it.generate_more_kwargs_fn,
+                                         features=self._typed_features)
+        out._sleep_on_threads_shutdown = self._sleep_on_threads_shutdown
+        return out
+
+    def shuffle_data_sources(self, generator):
+        return self._retype(super().shuffle_data_sources(generator))
+
+    def shard_data_sources(self, num_shards: int, index: int, contiguous=True):
+        return self._retype(super().shard_data_sources(num_shards, index, contiguous=contiguous))
+
+    def reshard_data_sources(self):
+        return self._retype(super().reshard_data_sources())
+
+
 class Megascience(Parquet):
     BUILDER_CONFIG_CLASS = MegascienceConfig
     BUILDER_CONFIGS = _configs()
@@ -48,6 +81,12 @@ class Megascience(Parquet):
         info.license = self.config.license or ""
         info.homepage = HOMEPAGE
         return info
+
+    def _get_examples_iterable_for_split(self, split_generator):
+        return TypedArrowExamplesIterable(self._generate_tables, kwargs=split_generator.gen_kwargs,
+                                          generate_more_kwargs_fn=getattr(self, "_generate_more_gen_kwargs", None),
+                                          sleep_on_threads_shutdown=self.SLEEP_ON_THREADS_SHUTDOWNS,
+                                          features=self.info.features)
 
 
 def data_files_dict(files: list[str], split: str = "train") -> DataFilesDict:

@@ -92,3 +92,12 @@ def test_repo_folder_rewrite_is_byte_identical(tiny_folder, tmp_path):
     import pyarrow.parquet as pq
     md = pq.ParquetFile(next((again / "data" / "textbook").glob("*.parquet"))).metadata
     assert md.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_streaming_and_prepared_rows_are_identical(tiny_folder, tmp_path):
+    prepared = msd.load_dataset("textbook_random", source=str(tiny_folder), split="train", cache_dir=tmp_path,
+                                progress=False)
+    streamed = list(msd.load_dataset("textbook_random", source=str(tiny_folder), split="train", streaming=True,
+                                     cache_dir=tmp_path, progress=False))
+    assert streamed == prepared.to_list()
+    assert prepared.features == load_catalogue()["textbook_random"].hf_features()
