@@ -32,8 +32,8 @@ from .manifest import build_manifest, write_manifest
 from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
 from .progress import StageBars
 from .runner import check_plan, concat, fingerprint, run_stage, segments
-from .storage import (join, parquet_bytes, read_parquet, remove_stale, sha256_bytes, unified_empty, write_atomic,
-                      write_json_atomic, write_parquet)
+from .storage import (join, parquet_bytes, read_parquet, remove_stale, sha256_bytes, table_from_bytes, unified_empty,
+                      write_atomic, write_json_atomic, write_parquet, write_parquet_bytes)
 from .workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,13 @@ def run_map_shard(config: PipelineConfig, specs: list[StageSpec], in_ref: dict, 
         progress = bars.requests(spec.label) if bars is not None and spec.llm_roles else None
         ctx = StageContext(config, spec, cache=cache, models=models, cache_only=cache_only, progress=progress)
         kept, stats = run_stage(spec, table, ctx)
-        out = shard_ref(work, part, write_parquet(part, kept))
+        data = parquet_bytes(kept)
+        out = shard_ref(work, part, write_parquet_bytes(part, data, kept.num_rows))
         meta = {"fingerprint": fp, "stage": spec.label, "input": {k: ref[k] for k in ("file", "rows", "sha256")},
                 "output": {k: out[k] for k in ("file", "rows", "bytes", "sha256")}, "stats": stats}
         write_json_atomic(work.sidecar_of(part), meta)
         metas.append({**meta, "resumed": False})
-        table, ref = kept, out
+        table, ref = table_from_bytes(data), out     # what a resumed run would read from the file
     return metas
 
 

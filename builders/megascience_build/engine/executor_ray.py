@@ -34,7 +34,8 @@ from .inputs import read_input, split_rows
 from .manifest import build_manifest, write_manifest
 from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
 from .runner import check_plan, concat, run_stage, segments
-from .storage import join, parquet_bytes, remove_stale, sha256_bytes, unified_empty, write_atomic, write_json_atomic
+from .storage import (join, parquet_bytes, remove_stale, roundtrip, sha256_bytes, unified_empty, write_atomic,
+                      write_json_atomic)
 from .workdir import WorkDir
 
 SHARD, ROW = "__msb_shard", "__msb_row"
@@ -70,6 +71,7 @@ def _apply(spec: StageSpec, block: pa.Table, make_ctx, collector) -> pa.Table:
     outs = []
     for shard, table in untag(block):
         kept, stats = run_stage(spec, table, make_ctx())
+        kept = roundtrip(kept)            # the types the local executor's next stage reads back from the file
         # stats, and the schema of an empty result (Ray may drop empty blocks), go to the driver's collector
         ray.get(collector.add.remote(spec.label, shard, stats, kept.schema.serialize().to_pybytes()))
         outs.append(tag(kept, shard))
@@ -123,6 +125,8 @@ class RayExecutor:
         self.options = options or RunOptions(executor="ray")
         self.cache_path = str(self.options.cache_path or self.work.root / "cache.sqlite")
         self.stage_metas: dict[str, list[dict[str, Any]]] = {}
+        self._driver_models = ModelPool(config)            # for global stages, run on the driver
+        self._driver_cache = RequestCache(self.cache_path)
 
     def run(self) -> dict[str, Any]:
         import ray
@@ -136,6 +140,8 @@ class RayExecutor:
                 started_here = True
             return self._run(table)
         finally:
+            self._driver_models.close()
+            self._driver_cache.close()
             if started_here:
                 ray.shutdown()
             self.work.unlock()
@@ -152,7 +158,7 @@ class RayExecutor:
         pipeline, overrides = str(self.config.path), self.config.overrides
 
         # the same shards, with the same column types, as the local executor's input files
-        shards = [_roundtrip(t) for t in split_rows(table, self.config.input.rows_per_shard)]
+        shards = [roundtrip(t) for t in split_rows(table, self.config.input.rows_per_shard)]
         n_input = len(shards)
         write_json_atomic(self.work.root / "plan.json", {
             "pipeline": pipeline, "pipeline_sha256": self.config.sha256, "name": self.config.name, "executor": "ray",
@@ -165,7 +171,7 @@ class RayExecutor:
                 inputs = self._materialise(ds, shards, pending, collector)
                 kept, stats = run_stage(spec, concat(inputs), self._driver_ctx(spec))
                 self.stage_metas[spec.label] = [{"stats": stats, "resumed": False}]
-                shards = split_rows(kept, self.config.input.rows_per_shard)
+                shards = [roundtrip(t) for t in split_rows(kept, self.config.input.rows_per_shard)]
                 ds, pending = self._dataset(shards), []
                 continue
             for spec in group:
@@ -181,10 +187,11 @@ class RayExecutor:
                                         fn_kwargs=dict(kwargs, collector=collector))
                 pending.append(spec)
         finals = self._materialise(ds, shards, pending, collector)
+        ray.kill(collector)
         outputs = self._publish(finals)
         manifest = build_manifest(self.config, executor="ray", started_at=started_at, wall_s=time.perf_counter() - t0,
                                   input_rows=table.num_rows, input_shards=[{}] * n_input, stage_metas=self.stage_metas,
-                                  outputs=outputs, cache=RequestCache(self.cache_path),
+                                  outputs=outputs, cache=self._driver_cache,
                                   cache_only=self.options.cache_only, workers=int(ray.cluster_resources().get("CPU", 0)))
         write_manifest(manifest, self.work.root)
         return manifest
@@ -196,8 +203,6 @@ class RayExecutor:
         return ray.data.from_arrow_refs([ray.put(tag(t, i)) for i, t in enumerate(shards)])
 
     def _driver_ctx(self, spec: StageSpec) -> StageContext:
-        if not hasattr(self, "_driver_models"):
-            self._driver_models, self._driver_cache = ModelPool(self.config), RequestCache(self.cache_path)
         return StageContext(self.config, spec, cache=self._driver_cache, models=self._driver_models,
                             cache_only=self.options.cache_only)
 
@@ -244,12 +249,6 @@ class RayExecutor:
             outs.append({"path": path, "rows": t.num_rows, "bytes": len(data), "sha256": sha256_bytes(data)})
         remove_stale(target, {self.work.part_name(i) for i in range(len(finals))})
         return outs
-
-
-def _roundtrip(table: pa.Table) -> pa.Table:
-    """Through the parquet writer and back, as the local executor's input shards are."""
-    import pyarrow.parquet as pq
-    return pq.read_table(pa.BufferReader(parquet_bytes(table)))
 
 
 def run_ray(config: PipelineConfig, work: str | Path, options: RunOptions | None = None) -> dict[str, Any]:

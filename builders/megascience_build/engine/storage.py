@@ -90,9 +90,22 @@ def read_parquet(path: str | os.PathLike) -> pa.Table:
 
 def write_parquet(path: str | os.PathLike, table: pa.Table) -> dict[str, Any]:
     """Write one shard; returns what the manifest records about it."""
-    data = parquet_bytes(table)
+    return write_parquet_bytes(path, parquet_bytes(table), table.num_rows)
+
+
+def write_parquet_bytes(path: str | os.PathLike, data: bytes, rows: int) -> dict[str, Any]:
     write_atomic(path, data)
-    return {"path": str(path), "rows": table.num_rows, "bytes": len(data), "sha256": sha256_bytes(data)}
+    return {"path": str(path), "rows": rows, "bytes": len(data), "sha256": sha256_bytes(data)}
+
+
+def table_from_bytes(data: bytes) -> pa.Table:
+    return pq.read_table(pa.BufferReader(data))
+
+
+def roundtrip(table: pa.Table) -> pa.Table:
+    """The table as the next stage sees it after the shard file is read back: the same in a fresh run, a
+    resumed run and on Ray, whatever array types the stage built (chunking, string views, ...)."""
+    return table_from_bytes(parquet_bytes(table))
 
 
 def expand(pattern: str) -> list[str]:
