@@ -122,3 +122,32 @@ class FakeBackend:
 
     def close(self):
         pass
+
+
+@register
+class EmbedNorm(Stage):
+    """Model map with an embedder: the first coordinate of each text's embedding."""
+    name = "test_embed"
+    inputs = ("id", "provenance", "text")
+    outputs = ("emb0",)
+
+    def process(self, batch, ctx):
+        vectors = ctx.embedder().encode(batch.column("text").to_pylist())
+        return StageOutput(kept=records.set_column(batch, "emb0", [float(v[0]) for v in vectors], pa.float64()))
+
+
+class FakeEmbedder:
+    """Deterministic unit vectors from text length; counts how many embedders were built in `built_file`."""
+
+    def __init__(self, spec):
+        import numpy as np
+        self.np = np
+        self.model_id = spec["model"]
+        built = (spec.get("options") or {}).get("built_file")
+        if built:
+            with open(built, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+
+    def encode(self, texts):
+        v = self.np.array([[len(t) + 1.0, 1.0] for t in texts], dtype=self.np.float32)
+        return v / self.np.linalg.norm(v, axis=1, keepdims=True)

@@ -215,3 +215,17 @@ def test_an_emptied_shard_keeps_the_column_types_of_the_others(tmp_path):
     assert [o["rows"] for o in m["outputs"]] == [5, 0, 5, 5, 4]
     schemas = [pq.read_schema(o["path"]) for o in m["outputs"]]
     assert all(s.equals(schemas[0]) for s in schemas) and schemas[0].field("answer").type == pa.string()
+
+
+def test_embedder_stage_loads_its_model_once_in_the_main_process(tmp_path):
+    import os
+    built = tmp_path / "built.txt"
+    models = {"emb": {"backend": "engine_plugins:FakeEmbedder", "model": "fake-emb",
+                      "options": {"built_file": str(built)}}}
+    stages = [{"stage": "test_tag_length", "label": "tag"}, {"stage": "test_embed", "label": "embed", "embedder": "emb"}]
+    pipeline = write_pipeline(tmp_path / "p", models=models, stages=stages)
+    m = run(pipeline, tmp_path / "work", workers=2)
+    assert built.read_text().split() == [str(os.getpid())]       # one embedder, in this process, for 5 shards
+    assert m["stages"][1]["rows_out"] == 23 and m["stages"][1]["models"][0]["model"] == "fake-emb"
+    values = pa.concat_tables([pq.read_table(o["path"]) for o in m["outputs"]]).column("emb0").to_pylist()
+    assert all(0 < v <= 1 for v in values)
