@@ -229,3 +229,16 @@ def test_embedder_stage_loads_its_model_once_in_the_main_process(tmp_path):
     assert m["stages"][1]["rows_out"] == 23 and m["stages"][1]["models"][0]["model"] == "fake-emb"
     values = pa.concat_tables([pq.read_table(o["path"]) for o in m["outputs"]]).column("emb0").to_pylist()
     assert all(0 < v <= 1 for v in values)
+
+
+def test_duplicate_or_null_input_ids_are_refused(tmp_path):
+    rows = make_rows()
+    ids = rows.column("id").to_pylist()
+    ids[3] = ids[2]
+    pipeline = write_pipeline(tmp_path / "p", rows=rows.set_column(0, "id", pa.array(ids)))
+    with pytest.raises(StageError, match="column 'id' has duplicate values"):
+        run(pipeline, tmp_path / "work")
+    ids[3] = None
+    pipeline = write_pipeline(tmp_path / "q", rows=rows.set_column(0, "id", pa.array(ids)))
+    with pytest.raises(StageError, match="column 'id' has 1 null value"):
+        run(pipeline, tmp_path / "work")

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import records
@@ -99,7 +100,7 @@ def read_input(config: PipelineConfig) -> pa.Table:
         ids = table.column(records.ID)
         if ids.null_count:
             raise StageError(f"input of pipeline {config.path}: column 'id' has {ids.null_count} null value(s)")
-        if len(set(ids.to_pylist())) != table.num_rows:
+        if pc.count_distinct(ids).as_py() != table.num_rows:
             raise StageError(f"input of pipeline {config.path}: column 'id' has duplicate values")
     return table
 
