@@ -39,7 +39,8 @@ class SentenceTransformerEmbedder:
         if max_seq_length:
             self.model.max_seq_length = int(max_seq_length)
         self.batch_size = int(batch_size)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
