@@ -1,6 +1,7 @@
 """`megascience-build`: run a pipeline into a work directory, show its status, render its report.
 
-Exit codes: 0 success; 2 configuration or input error (found before any work); 1 run failure.
+Exit codes: 0 success; 2 configuration or input error (found before any work); 1 run failure (including a
+locked work directory and a --cache-only miss); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -86,6 +87,10 @@ def cmd_run(args) -> int:
     except (WorkDirLocked, CacheMissError) as exc:
         print(f"megascience-build: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("megascience-build: interrupted; finished shards and cached answers are kept, "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     except Exception as exc:  # a stage or backend failed mid-run: finished shards stay, a rerun resumes
         logging.getLogger("megascience_build").exception("run failed")
         print(f"megascience-build: run failed: {type(exc).__name__}: {exc}\n"

@@ -23,6 +23,9 @@ class TagLength(Stage):
 
     def process(self, batch, ctx):
         texts = batch.column("text").to_pylist()
+        marker = os.environ.get("ENGINE_TEST_FAIL_ON")     # lets a test make one shard fail
+        if marker and any(marker in t for t in texts):
+            raise RuntimeError(f"test failure on a text containing {marker!r}")
         keep = [i for i, t in enumerate(texts) if len(t) >= self.params["min_len"]]
         dropped = [(i, "too_short") for i, t in enumerate(texts) if len(t) < self.params["min_len"]]
         kept = batch.take(pa.array(keep, pa.int64()))

@@ -52,3 +52,17 @@ def test_help_everywhere():
         res = subprocess.run([sys.executable, "-m", "megascience_build.cli", *args, "--help"], capture_output=True,
                              text=True, env=subprocess_env(), timeout=60)
         assert res.returncode == 0 and "usage: megascience-build" in res.stdout
+
+
+def test_a_failing_shard_fails_the_run_and_the_rerun_resumes(pipeline, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    monkeypatch.setenv("ENGINE_TEST_FAIL_ON", "number 17 ")    # row 17: input shard 3 (rows 15-19)
+    assert main(["run", str(pipeline), "--work", str(work), "--workers", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "run failed: RuntimeError: test failure" in err and "run the same command again to resume" in err
+    done = sorted(p.name for p in (work / "stages" / "00_tag").glob("part-*.json"))
+    assert "part-00003.json" not in done and not (work / "output").exists()
+    monkeypatch.delenv("ENGINE_TEST_FAIL_ON")
+    assert main(["run", str(pipeline), "--work", str(work), "--workers", "2", "--no-progress"]) == 0
+    manifest = __import__("json").loads((work / "manifest.json").read_text())
+    assert manifest["stages"][0]["shards_resumed"] == len(done) and manifest["output_rows"] == 19

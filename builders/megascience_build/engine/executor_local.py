@@ -211,10 +211,14 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=min(self.options.workers, len(tasks)), mp_context=ctx) as pool:
             futures = {pool.submit(_worker_task, t): i for i, t in enumerate(tasks)}
-            for fut in cf.as_completed(futures):
-                metas = fut.result()
-                per_shard[futures[fut]] = metas
-                self._update_bars(group, metas, bars)
+            try:
+                for fut in cf.as_completed(futures):
+                    metas = fut.result()
+                    per_shard[futures[fut]] = metas
+                    self._update_bars(group, metas, bars)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)   # finished shards stay done; no new ones start
+                raise
         return self._collect(group, per_shard)  # type: ignore[arg-type]
 
     def _run_global(self, spec: StageSpec, inputs: list[dict], bars: StageBars) -> list[dict]:
