@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import subprocess_env
+from engine_testlib import subprocess_env
 from megascience_build.cli import main
 from megascience_build.engine.workdir import WorkDir
 

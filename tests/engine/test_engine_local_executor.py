@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import make_rows, write_pipeline
+from engine_testlib import make_rows, write_pipeline
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.stage import StageError

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from conftest import make_rows, write_pipeline
+from engine_testlib import make_rows, write_pipeline
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.storage import parquet_bytes, read_parquet, write_atomic, write_parquet

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import write_pipeline
+from engine_testlib import write_pipeline
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.stage import StageError
 

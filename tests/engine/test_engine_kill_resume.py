@@ -11,7 +11,7 @@ import time
 
 import yaml
 
-from conftest import subprocess_env, write_pipeline
+from engine_testlib import subprocess_env, write_pipeline
 
 CLI = [sys.executable, "-m", "megascience_build.cli", "run"]
 

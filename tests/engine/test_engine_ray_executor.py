@@ -6,7 +6,7 @@ import os
 import pyarrow as pa
 import pytest
 
-from conftest import HERE, make_rows, write_pipeline
+from engine_testlib import HERE, make_rows, write_pipeline
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
 
