@@ -1,10 +1,8 @@
 """Stages and a backend used only by the engine tests (loaded through the pipeline's `plugins:` list)."""
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections import Counter
 
 import pyarrow as pa
 

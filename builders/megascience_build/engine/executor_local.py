@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import logging
 import multiprocessing
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,13 @@ from .cache import RequestCache
 from .context import ModelPool, StageContext
 from .inputs import read_input, split_rows
 from .manifest import build_manifest, write_manifest
-from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
+from .pipeline_config import PipelineConfig, StageSpec
 from .progress import StageBars
 from .runner import check_plan, concat, fingerprint, run_stage, segments
 from .storage import (join, parquet_bytes, read_parquet, remove_stale, sha256_bytes, table_from_bytes, unified_empty,
                       write_atomic, write_json_atomic, write_parquet, write_parquet_bytes)
 from .workdir import WorkDir
 
-log = logging.getLogger(__name__)
 STAGE_DONE = "_SUCCESS.json"
 
 
@@ -48,7 +46,6 @@ class RunOptions:
     progress: bool = True
     output: str | None = None            # where the final shards go; default: the pipeline's `output:` or <work>/output
     executor: str = "local"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def shard_ref(work: WorkDir, path: Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -85,18 +82,9 @@ def run_map_shard(config: PipelineConfig, specs: list[StageSpec], in_ref: dict, 
     return metas
 
 
-_WORKER: dict[str, Any] = {}
-
-
 def _worker_task(args: tuple) -> list[dict[str, Any]]:
-    """Pool entry point: rebuild the (validated) configuration once per process, then run one shard."""
-    pipeline, overrides, stage_indices, in_ref, part_name, root = args
-    key = (pipeline, json.dumps(overrides, sort_keys=True))
-    if _WORKER.get("key") != key:
-        _WORKER["config"] = load_pipeline(pipeline, backend=overrides["backend"], models=overrides["models"],
-                                          limit=overrides["limit"])
-        _WORKER["key"] = key
-    config = _WORKER["config"]
+    """Pool entry point. The configuration travels pickled (stage classes are imported by name in the worker)."""
+    config, stage_indices, in_ref, part_name, root = args
     specs = [config.stages[i] for i in stage_indices]
     return run_map_shard(config, specs, in_ref, part_name, WorkDir(root), None, ModelPool(config), False)
 
@@ -202,10 +190,8 @@ class LocalExecutor:
     def _run_map_pool(self, group, inputs, bars) -> list[dict]:
         if self.options.workers <= 1 or len(inputs) == 1:
             return self._run_map_in_process(group, inputs, bars)
-        overrides = self.config.overrides
         indices = [s.index for s in group]
-        tasks = [(str(self.config.path), overrides, indices, ref, self.work.part_name(i), str(self.work.root))
-                 for i, ref in enumerate(inputs)]
+        tasks = [(self.config, indices, ref, self.work.part_name(i), str(self.work.root)) for i, ref in enumerate(inputs)]
         per_shard: list[list[dict] | None] = [None] * len(tasks)
         # spawn, not fork: the parent may hold a SQLite connection, model threads or a tqdm lock
         ctx = multiprocessing.get_context("spawn")

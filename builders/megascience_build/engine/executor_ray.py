@@ -16,10 +16,8 @@ instance is started.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,24 +30,13 @@ from .context import ModelPool, StageContext
 from .executor_local import RunOptions
 from .inputs import read_input, split_rows
 from .manifest import build_manifest, write_manifest
-from .pipeline_config import PipelineConfig, StageSpec, load_pipeline
+from .pipeline_config import PipelineConfig, StageSpec
 from .runner import check_plan, concat, run_stage, segments
 from .storage import (join, parquet_bytes, remove_stale, roundtrip, sha256_bytes, unified_empty, write_atomic,
                       write_json_atomic)
 from .workdir import WorkDir
 
 SHARD, ROW = "__msb_shard", "__msb_row"
-_STATE: dict[str, Any] = {}
-
-
-def _config(pipeline: str, overrides: dict) -> PipelineConfig:
-    """The validated configuration, loaded once per Ray worker process."""
-    key = (pipeline, json.dumps(overrides, sort_keys=True))
-    if _STATE.get("key") != key:
-        _STATE["config"] = load_pipeline(pipeline, backend=overrides["backend"], models=overrides["models"],
-                                         limit=overrides["limit"])
-        _STATE["key"] = key
-    return _STATE["config"]
 
 
 def tag(table: pa.Table, shard: int) -> pa.Table:
@@ -78,8 +65,7 @@ def _apply(spec: StageSpec, block: pa.Table, make_ctx, collector) -> pa.Table:
     return pa.concat_tables(outs) if outs else block.slice(0, 0)
 
 
-def _cpu_stage(block: pa.Table, *, pipeline: str, overrides: dict, index: int, collector) -> pa.Table:
-    config = _config(pipeline, overrides)
+def _cpu_stage(block: pa.Table, *, config: PipelineConfig, index: int, collector) -> pa.Table:
     spec = config.stages[index]
     models = ModelPool(config)
     return _apply(spec, block, lambda: StageContext(config, spec, cache=None, models=models), collector)
@@ -88,8 +74,8 @@ def _cpu_stage(block: pa.Table, *, pipeline: str, overrides: dict, index: int, c
 class _ModelStage:
     """One replica of a model stage: loads its model once, serves many shards."""
 
-    def __init__(self, *, pipeline: str, overrides: dict, index: int, cache_path: str, cache_only: bool, collector):
-        self.config = _config(pipeline, overrides)
+    def __init__(self, *, config: PipelineConfig, index: int, cache_path: str, cache_only: bool, collector):
+        self.config = config
         self.spec = self.config.stages[index]
         self.models = ModelPool(self.config)
         self.cache = RequestCache(cache_path)
@@ -155,7 +141,7 @@ class RayExecutor:
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = self.options.progress
         collector = _collector_class().remote()
-        pipeline, overrides = str(self.config.path), self.config.overrides
+        pipeline = str(self.config.path)
 
         # the same shards, with the same column types, as the local executor's input files
         shards = [roundtrip(t) for t in split_rows(table, self.config.input.rows_per_shard)]
@@ -175,7 +161,8 @@ class RayExecutor:
                 ds, pending = self._dataset(shards), []
                 continue
             for spec in group:
-                kwargs = dict(pipeline=pipeline, overrides=overrides, index=spec.index)
+                # the configuration travels pickled: worker nodes need the package (and any plugins), not the files
+                kwargs = dict(config=self.config, index=spec.index)
                 if spec.uses_model:
                     ds = ds.map_batches(_ModelStage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
                                         fn_constructor_kwargs=dict(kwargs, cache_path=self.cache_path,

@@ -78,12 +78,6 @@ class PipelineConfig:
                 "revision": str(spec.get("revision", "main"))}
 
 
-def import_plugins(modules: tuple[str, ...] | list[str]) -> None:
-    """Import modules that register extra stages (the pipeline's `plugins:` list)."""
-    for name in modules:
-        importlib.import_module(name)
-
-
 def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mapping[str, str] | None = None,
                   limit: int | None = None) -> PipelineConfig:
     path = Path(path).resolve()
@@ -138,8 +132,11 @@ def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mappi
     if limit is not None and limit < 1:
         raise StageError(f"--limit must be at least 1, got {limit}")
     output = doc.get("output")
-    if output is not None and not isinstance(output, str):
-        raise StageError(f"{where}: field 'output' must be a path or URL string")
+    if output is not None:
+        if not isinstance(output, str):
+            raise StageError(f"{where}: field 'output' must be a path or URL string")
+        if "://" not in output and not Path(output).is_absolute():
+            output = str(path.parent / output)
     return PipelineConfig(path=path, sha256=hashlib.sha256(raw_bytes).hexdigest(), name=str(doc.get("name") or path.stem),
                           seed=seed, input=input_spec, models=model_specs, stages=stages, plugins=plugins,
                           output=output, limit=limit,
