@@ -17,7 +17,7 @@ _SUBJECT_WORDS = {
     "physics": r"physics|mechanics|thermodynamics|electromagnetism|optics|astronomy|astrophysics",
     "chemistry": r"chemi\w*|biochemistry",
     "biology": r"biolog\w*|genetics|ecology|botany|zoology|life sciences?|cell biology",
-    "medicine": r"medic\w*|clinical|pharmacolog\w*|physiology|anatomy|nursing|pathology|health",
+    "medicine": r"medic\w*|clinical|pharmac\w*|physiology|anatomy|nursing|pathology|health",
     "computer science": r"computer\w*|computing|programming|software|algorithms|artificial intelligence|"
                         r"machine learning|informatics|data science",
     "economics": r"econom\w*|finance|financial|business",
