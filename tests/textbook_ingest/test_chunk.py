@@ -139,3 +139,17 @@ def test_chunks_recounted_over_the_window_are_cut_again():
     assert all(c.num_tokens <= 128 for c in strict)
     assert [c.num_tokens for c in strict] == tok.count([c.text for c in strict])
     assert " ".join(c.text for c in strict).split() == text.split()
+
+
+def test_corpus_olmocr_chunk_page_spans_match_the_dolma_spans(corpus_chunks, corpus_dir):
+    import zstandard
+    raw = zstandard.ZstdDecompressor().stream_reader((corpus_dir / "books" / "biology.olmocr.jsonl.zst").read_bytes())
+    doc = json.loads(raw.read())
+    pages = {page: doc["text"][s:e] for s, e, page in doc["attributes"]["pdf_page_numbers"]}
+    books, out = corpus_chunks
+    biology = [c for c in out.kept.to_pylist() if c["subject"] == "biology"]
+    assert len(biology) >= 2
+    for c in biology:
+        assert c["text"][:30] in pages[c["page_start"]]
+        assert c["text"][-30:] in pages[c["page_end"]]
+    assert biology[-1]["page_end"] == max(pages)
