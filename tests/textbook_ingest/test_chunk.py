@@ -115,7 +115,7 @@ def test_bad_parameters_are_stage_errors(monkeypatch):
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(StageError, match="tokenizer"):
-        ChunkBooks(params={"tokenizer": "no-such/tokenizer-anywhere"}).tokenizer()
+        ChunkBooks(params={"tokenizer": "no-such/tokenizer-anywhere"})
     with pytest.raises(StageError, match="overlap"):
         ChunkBooks(params={"overlap_tokens": 5000})
     with pytest.raises(StageError, match="unknown parameter"):

@@ -47,6 +47,7 @@ class ChunkBooks(Stage):
                                             min_fill=float(self.params["min_fill"]))
         except (TypeError, ValueError) as e:
             raise StageError(f"stage {self.label!r}: {e}") from None
+        self.tokenizer()        # a tokenizer that cannot load is a configuration error, found before work
 
     def output_columns(self, input_names):
         return list(CHUNK_SCHEMA.names)     # chunk rows replace book rows
