@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from .builder import make_builder
@@ -29,7 +31,7 @@ def load_dataset(config: str = "textbook", split: str | None = None, streaming: 
     `.info` carries the description, license and citation. `resolve_config` gives the commit sha and shards.
     """
     res = resolve_config(config, revision, source=source, lock=lock, streaming=streaming, cache_dir=cache_dir,
-                         sample=sample, verify=verify, progress=progress)
+                         sample=sample, verify=verify, progress=progress, defer_hashing=not streaming)
     return load_resolved(res, split=split, streaming=streaming, cache_dir=cache_dir, columns=columns,
                          filters=filters, batch_size=batch_size, num_proc=num_proc, keep_in_memory=keep_in_memory,
                          progress=progress)
@@ -37,10 +39,13 @@ def load_dataset(config: str = "textbook", split: str | None = None, streaming: 
 
 def resolve_config(config: str, revision: str | None = None, *, source: str | None = None, lock=None,
                    streaming: bool = False, cache_dir=None, sample: bool = False, verify: bool = False,
-                   progress: bool = True) -> Resolved:
-    """Resolve and verify without building: the commit sha, the shard files and what they must be."""
+                   progress: bool = True, defer_hashing: bool = False) -> Resolved:
+    """Resolve and verify without building: the commit sha, the shard files and what they must be.
+
+    defer_hashing leaves the sha256 of local shards not verified before in `res.pending`; call
+    `res.finish_verification()` (load_resolved does, while it prepares) before trusting the data."""
     return resolve(config, revision, source=source, lock=as_lock(lock), streaming=streaming, cache_dir=cache_dir,
-                   sample=sample, verify=verify, progress=progress)
+                   sample=sample, verify=verify, progress=progress, defer_hashing=defer_hashing)
 
 
 def load_resolved(res: Resolved, *, split=None, streaming=False, cache_dir=None, columns=None, filters=None,
@@ -50,12 +55,27 @@ def load_resolved(res: Resolved, *, split=None, streaming=False, cache_dir=None,
     builder = make_builder(res.entry.name, res.data_files, res.sha, cache_dir=cache_dir, columns=columns,
                            filters=filters, batch_size=batch_size)
     if streaming:
+        res.finish_verification(progress)
         return builder.as_streaming_dataset(split=split)
     if not progress:
         datasets.disable_progress_bars()
-    try:
-        builder.download_and_prepare(num_proc=num_proc)
-    finally:
-        if not progress:
-            datasets.enable_progress_bars()
+    # shards not hashed yet are hashed on another thread while the Arrow cache is prepared; if one fails,
+    # the prepared cache is removed before the error is raised, so nothing from a failed load stays cached
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checking = pool.submit(res.finish_verification, False)
+        try:
+            builder.download_and_prepare(num_proc=num_proc)
+        except Exception:
+            _raise_if_failed(checking, builder)   # a corrupted shard explains a failed preparation
+            raise
+        finally:
+            if not progress:
+                datasets.enable_progress_bars()
+        _raise_if_failed(checking, builder)
     return builder.as_dataset(split=split, in_memory=bool(keep_in_memory))
+
+
+def _raise_if_failed(checking, builder) -> None:
+    if checking.exception() is not None:
+        shutil.rmtree(builder.cache_dir, ignore_errors=True)
+        checking.result()

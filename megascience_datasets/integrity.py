@@ -33,10 +33,10 @@ class Digest:
 
 
 def copy_and_hash(src: BinaryIO, dst: BinaryIO | None, expected_size: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> Digest:
-    """Stream src into dst (if given), hashing as it goes. The git blob id needs the size up front."""
+                  progress: Callable[[int], None] | None = None, git_blob: bool = False) -> Digest:
+    """Stream src into dst (if given), hashing as it goes; with git_blob also the git blob id (needs the size)."""
     sha = hashlib.sha256()
-    git = hashlib.sha1(f"blob {expected_size}\0".encode()) if expected_size is not None else None
+    git = hashlib.sha1(f"blob {expected_size}\0".encode()) if git_blob and expected_size is not None else None
     n = 0
     while True:
         buf = src.read(CHUNK)
@@ -57,6 +57,10 @@ def hash_file(path: str | Path, progress: Callable[[int], None] | None = None) -
     p = Path(path)
     with open(p, "rb") as f:
         return copy_and_hash(f, None, p.stat().st_size, progress)
+
+
+def needs_git_blob(exp: Expected) -> bool:
+    return exp.sha256 is None and exp.git_oid is not None
 
 
 def check_digest(digest: Digest, exp: Expected, where: str) -> None:

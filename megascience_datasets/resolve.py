@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from . import sources
 from .catalogue import Catalogue, Entry, load_catalogue
 from .errors import IntegrityError, RevisionError, UnavailableError, UsageError
-from .integrity import Expected, check_digest, check_parquet, copy_and_hash, hash_file
+from .integrity import Digest, Expected, check_digest, check_parquet, copy_and_hash, hash_file, needs_git_blob
 from .lockfile import Lock, LockedConfig, LockedFile
 from .manifest import parse_manifest
 from .safety import FULL_SHA, check_config_name, check_revision, contained
@@ -43,6 +43,23 @@ class Resolved:
     data_files: list[str]      # local paths (verified) or URLs (streaming), same order
     local: bool
     rows: int | None = None
+    pending: list = field(default_factory=list)   # (path, Expected) whose sha256 is still to be checked
+    store: Store | None = None
+
+    def finish_verification(self, progress: bool = False) -> None:
+        """Hash the shards left pending (in parallel threads; hashlib releases the GIL) and check them."""
+        if not self.pending:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        total = sum(e.size or 0 for _, e in self.pending)
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"verify {self.entry.name}", disable=not progress) as bar, \
+                ThreadPoolExecutor(max_workers=min(4, len(self.pending))) as pool:
+            digests = list(pool.map(lambda pe: hash_file(pe[0], bar.update), self.pending))
+        for (p, e), d in zip(self.pending, digests):
+            check_digest(d, e, self.where())
+            if self.store is not None:
+                self.store.remember_local_digest(p, d.sha256)
+        self.pending = []
 
     def where(self) -> str:
         return f"configuration {self.entry.name!r} at revision {self.revision!r} ({self.sha}) of {self.source_label}"
@@ -81,12 +98,16 @@ def pick_location(entry: Entry, catalogue: Catalogue, source: str | None, sample
 
 def resolve(name: str, revision: str | None = None, *, source: str | None = None, lock: Lock | None = None,
             streaming: bool = False, cache_dir=None, sample: bool = False, verify: bool = False,
-            catalogue: Catalogue | None = None, progress: bool = True) -> Resolved:
+            catalogue: Catalogue | None = None, progress: bool = True, defer_hashing: bool = False) -> Resolved:
     catalogue = catalogue or load_catalogue()
     check_config_name(name)
     entry = catalogue[name]
+    if revision is not None:
+        check_revision(revision)
     if revision == SAMPLE:
         sample, revision = True, None
+    if sample and revision is not None:
+        raise RevisionError(f"the embedded sample has one revision, {SAMPLE!r}; got revision {revision!r}")
     locked = lock.configs.get(name) if lock is not None else None
     if lock is not None and locked is None:
         raise UsageError(f"the lock file has no entry for configuration {name!r} (it locks {sorted(lock.configs)}); "
@@ -105,6 +126,8 @@ def resolve(name: str, revision: str | None = None, *, source: str | None = None
     if entry.source.kind == "upstream" and entry.source.revision == res.sha and entry.rows is not None \
             and res.rows is not None and res.rows != entry.rows:
         raise IntegrityError(f"{res.where()}: {res.rows} rows, the catalogue expects {entry.rows}")
+    if not defer_hashing:
+        res.finish_verification(progress)
     return res
 
 
@@ -180,6 +203,10 @@ def _resolve_hub(entry, loc, label, requested, locked, store: Store, streaming, 
         exp, paths, rows = cached
         return Resolved(entry, loc, label, requested, sha, exp, [str(p) for p in paths], True, rows)
     if _offline():
+        snap = _hub_cache_snapshot(entry, loc, sha, locked, store, verify, where)
+        if snap is not None:
+            exp, paths, rows, pending = snap
+            return Resolved(entry, loc, label, requested, sha, exp, paths, True, rows, pending, store)
         others = [s for s in store.cached_shas(loc) if s != sha]
         raise UnavailableError(f"HF_HUB_OFFLINE is set and {where} is not in the local store "
                                f"({store.root}); cached commits of this repository: {others or 'none'}. "
@@ -226,7 +253,7 @@ def _download(entry, loc, sha, exp: list[Expected], store: Store, where, progres
             target = tmp / f"{i:05d}.parquet"
             try:
                 with fsspec.open(loc.url(sha, e.path), "rb") as src, open(target, "wb") as dst:
-                    digest = copy_and_hash(src, dst, e.size, bar.update)
+                    digest = copy_and_hash(src, dst, e.size, bar.update, git_blob=needs_git_blob(e))
             except FileNotFoundError:
                 raise IntegrityError(f"{where}: missing file {e.path}") from None
             except OSError as err:
@@ -272,24 +299,59 @@ def _resolve_path(entry, loc, label, requested, locked, store: Store, streaming,
             return Resolved(entry, loc, label, requested, sha, e2, [str(p) for p in paths], True, rows)
         e2, paths, rows = _download(entry, loc, sha, exp, store, where, progress=True)
         return Resolved(entry, loc, label, requested, sha, e2, [str(p) for p in paths], True, rows)
+    final, paths, rows_total, pending = _verify_local(entry, Path(loc.target), Path(loc.target), exp, store, verify,
+                                                      where)
+    return Resolved(entry, loc, label, requested, sha, final, paths, True, rows_total, pending, store)
+
+
+def _verify_local(entry, root: Path, boundary: Path, exp: list[Expected], store: Store, verify: bool, where: str):
+    """Check shards that are already on this machine: containment, size, footer, schema and rows now; the
+    sha256 of files not verified before (remembered per path, size, mtime and inode) is left in `pending`
+    for Resolved.finish_verification, so a non-streaming load can hash while it prepares."""
     schema = entry.arrow_schema()
-    final, paths, rows_total = [], [], 0
+    final, paths, pending, rows_total = [], [], [], 0
     for e in exp:
-        p = contained(loc.target, e.path)
+        contained(boundary, (root / e.path).relative_to(boundary).as_posix())
+        p = root / e.path
         if not p.is_file():
             raise IntegrityError(f"{where}: missing file {e.path}")
-        digest = None
+        p = p.resolve()
+        size = p.stat().st_size
+        if e.size is not None and size != e.size:
+            check_digest(Digest(size, "", None), e, where)
         if e.sha256 is not None:
             known = None if verify else store.local_digest(p)
-            if known is None or p.stat().st_size != e.size:
-                d = hash_file(p)
-                check_digest(d, e, where)
-                store.remember_local_digest(p, d.sha256)
+            if known is None:
+                pending.append((p, e))
             elif known != e.sha256:
                 raise IntegrityError(f"{where}: shard {e.path} has sha256 {known}, expected {e.sha256} (per {e.origin})")
-            digest = e.sha256
         rows = check_parquet(p, schema, e, where)
         rows_total += rows
-        final.append(Expected(e.path, p.stat().st_size, digest, rows=rows, origin=e.origin))
+        final.append(Expected(e.path, size, e.sha256, rows=rows, origin=e.origin))
         paths.append(str(p))
-    return Resolved(entry, loc, label, requested, sha, final, paths, True, rows_total)
+    return final, paths, rows_total, pending
+
+
+def _hub_cache_snapshot(entry, loc: Location, sha: str, locked, store: Store, verify: bool, where: str):
+    """Offline: huggingface_hub's own snapshot of loc at sha (e.g. from snapshot_download), checked against
+    the lock or the snapshot's manifest.json. None when there is no such snapshot."""
+    from huggingface_hub import constants
+    repo_dir = Path(constants.HF_HUB_CACHE) / ("datasets--" + loc.target.replace("/", "--"))
+    snap = repo_dir / "snapshots" / sha
+    if not snap.is_dir():
+        return None
+    listing = [RemoteFile(p.relative_to(snap).as_posix(), p.stat().st_size) for p in sorted(snap.glob(loc.files))
+               if p.is_file()]
+    mtext = (snap / sources.MANIFEST).read_text(encoding="utf-8") if (snap / sources.MANIFEST).is_file() else None
+    manifest = _manifest(mtext, f"{snap}/manifest.json")
+    wanted = ([f.path for f in locked.files] if locked is not None else
+              [s["path"] for s in manifest["configs"].get(entry.name, {}).get("shards", [])] if manifest else
+              [f.path for f in listing])
+    have = {f.path for f in listing}
+    if not wanted or any(p not in have for p in wanted):
+        return None   # huggingface_hub's cache does not hold this configuration's shards at sha
+    if locked is None and manifest is None:
+        raise IntegrityError(f"{where}: huggingface_hub's cache holds snapshot {snap}, but offline nothing vouches "
+                             f"for its shards (no lock, no manifest.json); pass lock= or load once online")
+    exp = _expectations(where, listing, locked, manifest, entry.name)
+    return _verify_local(entry, snap, repo_dir, exp, store, verify, where)

@@ -119,3 +119,22 @@ print(json.dumps({"locked": [len(locked), locked[0]["question"].split(":")[0]], 
     assert out["locked"] == [120, "up1-0-0"]
     assert out["fresh"] == new
     assert out["refused"][0] == "IntegrityError" and first in out["refused"][1] and new in out["refused"][1]
+
+
+def test_offline_from_huggingface_hub_snapshot_cache(client, hub):
+    """A snapshot made by huggingface_hub (snapshot_download) is found offline through its refs/<tag>."""
+    client("""
+from huggingface_hub import snapshot_download
+snapshot_download("acme/megascience", repo_type="dataset", revision="v1.0")
+print("{}")
+""")
+    out = client(f"""
+r = msd.resolve_config("textbook", "v1.0", source="acme/megascience", progress=False)
+ds = msd.load_dataset("textbook", source="acme/megascience", revision="v1.0", split="train", progress=False)
+other = err(lambda: msd.load_dataset("textbook", source="acme/megascience", revision="v1.1"))
+print(json.dumps({{"sha": r.sha, "path": r.data_files[0], "rows": len(ds), "first": ds[0]["question"].split(":")[0],
+                   "other": other}}))
+""", offline=True)
+    assert out["sha"] == hub["shas"]["v1.0"] and "/hub/datasets--acme--megascience/" in out["path"]
+    assert [out["rows"], out["first"]] == [240, "v1.0-textbook-0"]
+    assert out["other"][0] == "UnavailableError" and "'v1.1'" in out["other"][1]

@@ -60,15 +60,18 @@ print(json.dumps({"rows": len(ds), "first": ds[0]["question"].split(":")[0]}))
         git(repo, "reset", "-q", "--hard", head)
 
 
-@pytest.mark.parametrize("fault", ["truncated", "substituted", "missing", "extra", "schema"])
+@pytest.mark.parametrize("fault", ["truncated", "substituted", "flipped", "missing", "extra", "schema"])
 def test_local_faults_are_named(tiny_folder, tmp_path, fault):
     shard = _shard(tiny_folder)
     rel = shard.relative_to(tiny_folder).as_posix()
     if fault == "truncated":
         shard.write_bytes(shard.read_bytes()[:-100])
     elif fault == "substituted":
-        other = _shard(tiny_folder, "textbook_random")
         pq.write_table(pq.read_table(shard).slice(1), shard)     # a valid parquet file, other content
+    elif fault == "flipped":                                     # same size: only the sha256 can tell
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 3] ^= 0x01
+        shard.write_bytes(bytes(data))
     elif fault == "missing":
         shard.unlink()
     elif fault == "extra":
@@ -89,7 +92,8 @@ def test_local_faults_are_named(tiny_folder, tmp_path, fault):
         assert "train-99999-of-99999.parquet" in msg
     else:
         assert rel in msg
-    expect = {"truncated": "truncated", "substituted": "expected", "missing": "missing",
+    expect = {"truncated": "truncated", "substituted": "expected", "flipped": "corrupted or substituted",
+              "missing": "missing",
               "schema": "missing column(s) ['subject']"}.get(fault, "unexpected")
     assert expect in msg
     assert not list((tmp_path / "c").rglob("*.arrow"))
@@ -156,3 +160,19 @@ def test_symlink_escape_rejected(tmp_path):
     (root / "data" / "evil.parquet").symlink_to("/etc/passwd")
     with pytest.raises(UsageError, match="outside"):
         contained(root, "data/evil.parquet")
+
+
+def test_retry_after_a_local_fix_succeeds(tiny_folder, tmp_path):
+    shard = _shard(tiny_folder)
+    original = shard.read_bytes()
+    data = bytearray(original)
+    data[len(data) // 3] ^= 0x01
+    shard.write_bytes(bytes(data))
+    for streaming in (False, True):
+        with pytest.raises(IntegrityError, match="sha256"):
+            msd.load_dataset("textbook", source=str(tiny_folder), streaming=streaming, cache_dir=tmp_path / "c",
+                             progress=False)
+    assert not list((tmp_path / "c").rglob("*.arrow"))
+    shard.write_bytes(original)
+    ds = msd.load_dataset("textbook", source=str(tiny_folder), split="train", cache_dir=tmp_path / "c", progress=False)
+    assert len(ds) == 60
