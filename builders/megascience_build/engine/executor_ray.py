@@ -1,14 +1,16 @@
 """The Ray Data executor: the same stages and the same output bytes as the local executor, on a cluster.
 
 - The driver reads and checks the input (same code as the local executor) and cuts it into the same shards;
-  each shard becomes one block (two helper columns carry its shard number and row order).
+  each shard becomes one block in the object store (two helper columns carry its shard number and row order).
 - Map stages run through `Dataset.map_batches` with the pyarrow batch format and whole blocks as batches,
   so a stage sees exactly the shard the local executor gives it. CPU stages run as Ray tasks; a stage with
   a model runs in an actor pool (`replicas:` actors, `gpus:` GPUs each), so each replica loads its model
   once. Every replica shares the request cache (give --cache a path every node can reach).
 - A global stage is a barrier: the driver materialises its input, runs it, and cuts the output into shards.
-- The driver writes the final shards itself with the same writer, in shard order, so the files are
-  byte-identical to the local executor's. Inputs and outputs may be any fsspec path (s3://, gs://, ...).
+- The driver writes the final shards itself with the same writer, in shard order, fetching one shard at a
+  time from the object store, so the files are byte-identical to the local executor's. Inputs and outputs
+  may be any fsspec path (s3://, gs://, ...). The driver holds the whole input once (to cut it) and the
+  whole input of each global stage (like the local executor): size its memory for the largest of those.
 
 Resume on Ray is at request level (the cache); stage outputs are not checkpointed per shard.
 Connect to a cluster with RAY_ADDRESS (or `ray start --head` on this node); without one a local Ray
@@ -144,21 +146,21 @@ class RayExecutor:
         pipeline = str(self.config.path)
 
         # the same shards, with the same column types, as the local executor's input files
-        shards = [roundtrip(t) for t in split_rows(table, self.config.input.rows_per_shard)]
-        n_input = len(shards)
+        ds, empties = self._dataset(split_rows(table, self.config.input.rows_per_shard))
+        n_input, input_rows = len(empties), table.num_rows
         write_json_atomic(self.work.root / "plan.json", {
             "pipeline": pipeline, "pipeline_sha256": self.config.sha256, "name": self.config.name, "executor": "ray",
             "input_shards": n_input,
             "stages": [{"label": s.label, "stage": s.stage.name, "kind": s.stage.kind, "dir": None} for s in self.config.stages]})
-        ds, pending = self._dataset(shards), []          # pending: map stages not yet materialised
+        pending: list[StageSpec] = []          # map stages added to `ds` and not yet materialised
         for group in segments(self.config):
             spec = group[0]
             if spec.stage.kind == "global":
-                inputs = self._materialise(ds, shards, pending, collector)
+                inputs = [self._load(src) for src in self._materialise(ds, empties, pending, collector)]
                 kept, stats = run_stage(spec, concat(inputs), self._driver_ctx(spec))
+                del inputs
                 self.stage_metas[spec.label] = [{"stats": stats, "resumed": False}]
-                shards = [roundtrip(t) for t in split_rows(kept, self.config.input.rows_per_shard)]
-                ds, pending = self._dataset(shards), []
+                (ds, empties), pending = self._dataset(split_rows(kept, self.config.input.rows_per_shard)), []
                 continue
             for spec in group:
                 # the configuration travels pickled: worker nodes need the package (and any plugins), not the files
@@ -173,11 +175,11 @@ class RayExecutor:
                     ds = ds.map_batches(_cpu_stage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
                                         fn_kwargs=dict(kwargs, collector=collector))
                 pending.append(spec)
-        finals = self._materialise(ds, shards, pending, collector)
+        finals = self._materialise(ds, empties, pending, collector)
         ray.kill(collector)
         outputs = self._publish(finals)
         manifest = build_manifest(self.config, executor="ray", started_at=started_at, wall_s=time.perf_counter() - t0,
-                                  input_rows=table.num_rows, input_shards=[{}] * n_input, stage_metas=self.stage_metas,
+                                  input_rows=input_rows, input_shards=[{}] * n_input, stage_metas=self.stage_metas,
                                   outputs=outputs, cache=self._driver_cache,
                                   cache_only=self.options.cache_only, workers=int(ray.cluster_resources().get("CPU", 0)))
         write_manifest(manifest, self.work.root)
@@ -185,29 +187,39 @@ class RayExecutor:
 
     @staticmethod
     def _dataset(shards: list[pa.Table]):
+        """A dataset with one block per shard (typed as the local executor's shard files), and each shard's
+        empty table (its schema); the rows themselves now live in the object store, not in the driver."""
         import ray
         import ray.data
-        return ray.data.from_arrow_refs([ray.put(tag(t, i)) for i, t in enumerate(shards)])
+        shards = [roundtrip(t) for t in shards]
+        refs = [ray.put(tag(t, i)) for i, t in enumerate(shards)]
+        return ray.data.from_arrow_refs(refs), [t.slice(0, 0) for t in shards]
 
     def _driver_ctx(self, spec: StageSpec) -> StageContext:
         return StageContext(self.config, spec, cache=self._driver_cache, models=self._driver_models,
                             cache_only=self.options.cache_only)
 
-    def _materialise(self, ds, inputs: list[pa.Table], pending: list[StageSpec], collector) -> list[pa.Table]:
-        """Every shard of `ds` in shard order, and the stats of the `pending` map stages that produced it.
+    def _materialise(self, ds, empties: list[pa.Table], pending: list[StageSpec], collector) -> list:
+        """Run `ds`; return, in shard order, where each shard's rows are (a (shard, block refs) pair, or a
+        table for a shard without rows), and record the stats of the `pending` map stages.
         Ray may skip empty blocks: a shard that never reached a stage is replayed here on the driver (an empty
-        table never reaches Stage.process, so this costs nothing and gives the local executor's result)."""
+        table never reaches Stage.process, so this costs nothing and gives the local executor's result).
+        Blocks stay in the object store; the driver fetches one shard at a time (see _load)."""
         import ray
-        parts: dict[int, list[pa.Table]] = {}
-        for ref in ds.to_arrow_refs():
-            block = ray.get(ref)
-            if block.num_rows:
-                for shard, table in untag(block):
-                    parts.setdefault(shard, []).append(table)
+
+        @ray.remote(num_cpus=0.1)
+        def shards_of(block: pa.Table) -> list[int]:
+            return list(dict.fromkeys(block.column(SHARD).to_pylist())) if block.num_rows else []
+
+        refs = ds.to_arrow_refs()
+        blocks_of: dict[int, list] = {}
+        for ref, shard_ids in zip(refs, ray.get([shards_of.remote(r) for r in refs])):
+            for shard in shard_ids:
+                blocks_of.setdefault(shard, []).append(ref)
         reported = {spec.label: ray.get(collector.get.remote(spec.label)) for spec in pending}
         per_stage: dict[str, list[dict]] = {spec.label: [] for spec in pending}
-        tables = []
-        for shard, table in enumerate(inputs):
+        sources = []
+        for shard, table in enumerate(empties):
             replay = False
             for spec in pending:
                 got = reported[spec.label].get(shard)
@@ -218,18 +230,28 @@ class RayExecutor:
                     stats = got[0]
                     table = pa.Table.from_batches([], schema=pa.ipc.read_schema(pa.py_buffer(got[1])))
                 per_stage[spec.label].append({"stats": stats, "resumed": False})
-            if shard in parts:
-                table = pa.concat_tables(parts[shard])
-            tables.append(table)
+            sources.append((shard, blocks_of[shard]) if shard in blocks_of else table)
         for spec in pending:
             self.stage_metas[spec.label] = per_stage[spec.label]
-        return tables
+        return sources
 
-    def _publish(self, finals: list[pa.Table]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _load(source) -> pa.Table:
+        """One shard's rows, in order, from its blocks."""
+        import ray
+        if isinstance(source, pa.Table):
+            return source
+        shard, refs = source
+        return pa.concat_tables([t for ref in refs for s, t in untag(ray.get(ref)) if s == shard])
+
+    def _publish(self, finals: list) -> list[dict[str, Any]]:
+        """Write the final shards from the driver, one at a time, with the local executor's writer."""
         target = self.options.output or self.config.output or str(self.work.output_dir)
-        reference = next((t.schema for t in finals if t.num_rows), None)
+        first = next((src for src in finals if not isinstance(src, pa.Table)), None)
+        reference = self._load(first).schema if first is not None else None
         outs = []
-        for i, t in enumerate(finals):
+        for i, src in enumerate(finals):
+            t = self._load(src)
             data = parquet_bytes(unified_empty(t, reference))
             path = join(target, self.work.part_name(i))
             write_atomic(path, data)
