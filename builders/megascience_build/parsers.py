@@ -155,23 +155,28 @@ def parse_solution(text: object) -> str | None:
 
 
 def _boxed_spans(text: str) -> list[str]:
-    """Contents of every balanced \\boxed{...} in order; escaped braces \\{ \\} do not count."""
-    found = []
-    for m in _BOXED.finditer(text):
-        depth, i, start = 1, m.end(), m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            found.append(text[start:i - 1])
-    return found
+    """Contents of every balanced \\boxed{...}, in order of their opening; escaped braces \\{ \\} do not
+    count. One pass over the text (a stack of open boxes), so long or hostile replies stay linear."""
+    opens = {m.end(): m for m in _BOXED.finditer(text)}     # position after "\\boxed{" -> match
+    found: list[tuple[int, str]] = []
+    stack: list[tuple[int, int]] = []                        # (content start, depth outside the box)
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            if i + 1 in opens:
+                stack.append((i + 1, depth))
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
+            if stack and stack[-1][1] == depth:
+                start, _ = stack.pop()
+                found.append((start, text[start:i]))
+        i += 1
+    return [content for _, content in sorted(found)]
 
 
 def last_boxed(text: object) -> str | None:

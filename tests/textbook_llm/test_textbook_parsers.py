@@ -101,7 +101,7 @@ def test_parse_decision(text, expected):
     ("\\boxed{\n a = 1,\n b = 2\n}", "a = 1,\n b = 2"), (r"\boxed{1} then \boxed{2}", "2"),
     (r"\boxed{x^{2}} and a cut-off \boxed{3", "x^{2}"), (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),
     (r"\boxed { 5 }", "5"), (r"\fbox{B}", "B"), (r"\boxed{}", None), (r"\boxed{5} \boxed{ }", "5"),
-    ("no box", None), (None, None),
+    (r"} stray \boxed{5}", "5"), (r"\boxed{p} } \boxed{q", "p"), ("no box", None), (None, None),
 ])
 def test_last_boxed(text, expected):
     assert last_boxed(text) == expected
