@@ -58,3 +58,18 @@ def test_ray_matches_local_with_an_emptied_shard(ray_instance, tmp_path):
     assert local["stages"][0]["dropped"] == {"too_short": 5} and [o["rows"] for o in local["outputs"]] == [5, 0, 5, 5, 4]
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
     assert counts(ray_m) == counts(local)
+
+
+def test_ray_replays_the_local_runs_cache_without_a_model(ray_instance, tmp_path):
+    from megascience_build.engine.executor_ray import run_ray
+    pipeline = write_pipeline(tmp_path / "p")
+    cache = str(tmp_path / "cache.sqlite")
+    local = run_local(load_pipeline(pipeline), tmp_path / "local", RunOptions(progress=False, cache_path=cache))
+    sent = (pipeline.parent / "calls.jsonl").read_text()
+    replay = run_ray(load_pipeline(pipeline), tmp_path / "ray",
+                     RunOptions(progress=False, executor="ray", cache_path=cache, cache_only=True))
+    assert (pipeline.parent / "calls.jsonl").read_text() == sent          # no request reached the backend
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+    usage = replay["stages"][1]["usage"]
+    assert usage["cache_misses"] == 0 and usage["cache_hits"] == 23 and usage["failures"] == {"length": 1}
+    assert counts(replay) == counts(local)

@@ -76,17 +76,66 @@ def _cpu_stage(block: pa.Table, *, config: PipelineConfig, index: int, collector
 class _ModelStage:
     """One replica of a model stage: loads its model once, serves many shards."""
 
-    def __init__(self, *, config: PipelineConfig, index: int, cache_path: str, cache_only: bool, collector):
+    def __init__(self, *, config: PipelineConfig, index: int, cache: ActorCache, cache_only: bool, collector):
         self.config = config
         self.spec = self.config.stages[index]
         self.models = ModelPool(self.config)
-        self.cache = RequestCache(cache_path)
+        self.cache = cache
         self.cache_only = cache_only
         self.collector = collector
 
     def __call__(self, block: pa.Table) -> pa.Table:
         return _apply(self.spec, block, lambda: StageContext(self.config, self.spec, cache=self.cache, models=self.models,
                                                              cache_only=self.cache_only), self.collector)
+
+
+class ActorCache:
+    """The RequestCache interface (get_many, put_many, corrupted, path) over a cache actor.
+
+    SQLite's WAL mode needs every process on one host (it shares memory through the -shm file), so on a
+    multi-node cluster the cache file must not be opened from several nodes over a network filesystem.
+    One actor, pinned to the driver's node, owns the file; model replicas anywhere send it one lookup and
+    one commit per batch of requests."""
+
+    def __init__(self, server, path: str):
+        self._server = server
+        self.path = path
+        self.corrupted = 0
+
+    def get_many(self, keys, *, failures: bool = False):
+        import ray
+        found, corrupted = ray.get(self._server.get_many.remote(list(keys), failures))
+        self.corrupted += corrupted
+        return found
+
+    def put_many(self, entries, *, model: str, revision: str) -> int:
+        import ray
+        return ray.get(self._server.put_many.remote(dict(entries), model, revision))
+
+    def close(self) -> None:
+        pass
+
+
+def _cache_server(path: str):
+    """Start the cache actor on this (the driver's) node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    class CacheServer:
+        def __init__(self, path: str):
+            self.cache = RequestCache(path)
+
+        def get_many(self, keys: list[str], failures: bool):
+            before = self.cache.corrupted
+            found = self.cache.get_many(keys, failures=failures)
+            return found, self.cache.corrupted - before
+
+        def put_many(self, entries: dict, model: str, revision: str) -> int:
+            return self.cache.put_many(entries, model=model, revision=revision)
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    return CacheServer.options(scheduling_strategy=here).remote(path)
 
 
 def _collector_class():
@@ -143,6 +192,8 @@ class RayExecutor:
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = self.options.progress
         collector = _collector_class().remote()
+        cache_server = _cache_server(self.cache_path)
+        cache = ActorCache(cache_server, self.cache_path)
         pipeline = str(self.config.path)
 
         # the same shards, with the same column types, as the local executor's input files
@@ -167,7 +218,7 @@ class RayExecutor:
                 kwargs = dict(config=self.config, index=spec.index)
                 if spec.uses_model:
                     ds = ds.map_batches(_ModelStage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-                                        fn_constructor_kwargs=dict(kwargs, cache_path=self.cache_path,
+                                        fn_constructor_kwargs=dict(kwargs, cache=cache,
                                                                    cache_only=self.options.cache_only,
                                                                    collector=collector),
                                         concurrency=spec.replicas, num_gpus=spec.stage.resources.gpus or None)
@@ -176,8 +227,9 @@ class RayExecutor:
                                         fn_kwargs=dict(kwargs, collector=collector))
                 pending.append(spec)
         finals = self._materialise(ds, empties, pending, collector)
-        ray.kill(collector)
         outputs = self._publish(finals)
+        ray.kill(collector)
+        ray.kill(cache_server)
         manifest = build_manifest(self.config, executor="ray", started_at=started_at, wall_s=time.perf_counter() - t0,
                                   input_rows=input_rows, input_shards=[{}] * n_input, stage_metas=self.stage_metas,
                                   outputs=outputs, cache=self._driver_cache,
