@@ -5,7 +5,8 @@
 - Map stages run through `Dataset.map_batches` with the pyarrow batch format and whole blocks as batches,
   so a stage sees exactly the shard the local executor gives it. CPU stages run as Ray tasks; a stage with
   a model runs in an actor pool (`replicas:` actors, `gpus:` GPUs each), so each replica loads its model
-  once. Every replica shares the request cache (give --cache a path every node can reach).
+  once. Every replica shares the request cache through one cache actor on the driver's node, which alone
+  opens the SQLite file (--cache: a path on the driver's local disk).
 - A global stage is a barrier: the driver materialises its input, runs it, and cuts the output into shards.
 - The driver writes the final shards itself with the same writer, in shard order, fetching one shard at a
   time from the object store, so the files are byte-identical to the local executor's. Inputs and outputs
