@@ -44,6 +44,8 @@ def test_corpus_chunks_fit_the_window_and_carry_provenance(corpus_chunks):
         assert step["tokenizer"] == "minilm" and step["tokenizer_sha256"] == tok.sha256
         assert step["window_tokens"] == 4096
     assert len(per_subject) == 7 and min(per_subject.values()) >= 2      # two chunks or more per discipline
+    tokens = {s: sum(c["num_tokens"] for c in chunks if c["subject"] == s) for s in per_subject}
+    assert min(tokens.values()) >= 2 * 4096                                # two full windows' worth of text
 
 
 def test_corpus_pdf_chunk_page_spans_match_the_pdf_pages(corpus_chunks, physics_pdf):
