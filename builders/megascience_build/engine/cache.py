@@ -8,7 +8,8 @@ without any model reproduces the run that wrote the cache, failures (and the row
 
 Why SQLite: many processes (shard workers, Ray actors on one node, two concurrent runs) may read and
 write one cache; WAL mode gives concurrent readers with one writer at a time, and every committed
-transaction survives a kill -9 of the writer. A row whose checksum does not match, or whose JSON does
+transaction survives a kill -9 of the writer. WAL needs every process on one host (shared memory), so
+keep the file on a local disk; on a Ray cluster one actor on the driver's node owns it. A row whose checksum does not match, or whose JSON does
 not decode, is reported (logged and counted in `corrupted`) and treated as a miss, so it is recomputed
 and overwritten.
 """
