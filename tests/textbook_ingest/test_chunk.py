@@ -155,3 +155,15 @@ def test_corpus_olmocr_chunk_page_spans_match_the_dolma_spans(corpus_chunks, cor
         assert c["text"][:30] in pages[c["page_start"]]
         assert c["text"][-30:] in pages[c["page_end"]]
     assert biology[-1]["page_end"] == max(pages)
+
+
+def test_a_tokenizer_that_can_never_fit_is_an_error_not_a_hang():
+    base = load_tokenizer("minilm")
+
+    class Huge(type(base)):
+        def count(self, texts):
+            return [n + 500 for n in super().count(texts)]
+
+    tok = Huge(name="huge", source=base.source, sha256=base.sha256, tokenizer=base.tokenizer)
+    with pytest.raises(ValueError, match="cannot be used for chunking"):
+        chunk_books(["a few words of text. " * 20], [[0]], [[1]], tok, ChunkParams(window=128))

@@ -85,6 +85,9 @@ def _plan(text: str, token_starts: list[int], params: ChunkParams,
             count = verify.count([text[s:e]])[0] if verify is not None and e > s else -1
             if count <= params.window:
                 break
+            if budget <= 1:
+                raise ValueError(f"a single token re-counts as {count} tokens on its own, more than the "
+                                 f"window of {params.window}: this tokenizer cannot be used for chunking")
             budget -= count - params.window + 8   # the text re-tokenized differently at the cut: shorten
         if e > s:
             spans.append((s, e, count))
