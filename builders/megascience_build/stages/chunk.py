@@ -61,7 +61,10 @@ class ChunkBooks(Stage):
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         tok = self.tokenizer()
         cols = {c: batch.column(c).to_pylist() for c in self.inputs}
-        per_book = chunk_books(cols["text"], cols["page_offsets"], cols["page_numbers"], tok, self.chunk_params)
+        try:
+            per_book = chunk_books(cols["text"], cols["page_offsets"], cols["page_numbers"], tok, self.chunk_params)
+        except ValueError as e:
+            raise StageError(f"stage {self.label!r}: tokenizer {tok.name!r}: {e}") from None
         step = {"stage": self.label, "tokenizer": tok.name, "tokenizer_source": tok.source,
                 "tokenizer_sha256": tok.sha256, "window_tokens": self.chunk_params.window,
                 "overlap_tokens": self.chunk_params.overlap}
