@@ -132,13 +132,14 @@ class Budget:
         return self.seconds - (time.perf_counter() - self.start)
 
 
-def bench_throughput(preset, args, device, tokenizer_path, budget, log):
+def bench_throughput(preset, args, device, tokenizer_path, budget, log, prompt_cache: dict):
     from megascience_build.backends.transformers_backend import TransformersBackend
 
     t = time.perf_counter()
     backend = TransformersBackend(preset, dummy=True, config=preset, tokenizer=tokenizer_path, device=device,
                                   ignore_eos=True, max_batch_size=1)
     load_s = time.perf_counter() - t
+    log(f"  {preset}: random weights on {device} in {load_s:.1f}s")
     model = backend.model
     n_params = sum(p.numel() for p in model.parameters())
     per_token_bytes = weight_bytes_per_token(model)
@@ -146,9 +147,13 @@ def bench_throughput(preset, args, device, tokenizer_path, budget, log):
            "weight_gb_per_decode_step": round(per_token_bytes / 1e9, 3), "load_s": round(load_s, 1),
            "new_tokens": args.new_tokens}
     encode = backend.encode_prompt
-    prompts = extraction_prompts(encode, max(args.batch_sizes), args.prompt_tokens[0], args.prompt_tokens[1])
+    key = (tokenizer_path, max(args.batch_sizes), tuple(args.prompt_tokens))
+    if key not in prompt_cache:  # the same prompts for every model sharing the tokenizer
+        prompt_cache[key] = extraction_prompts(encode, max(args.batch_sizes), *args.prompt_tokens)
+    prompts = prompt_cache[key]
     lengths = [len(encode(p)) for p in prompts]
     row["prompt_tokens_mean"] = round(sum(lengths) / len(lengths))
+    log(f"  {preset}: {len(prompts)} prompts, mean {row['prompt_tokens_mean']} tokens")
     sampling = SamplingParams(temperature=0.0, max_tokens=args.new_tokens)
     requests = [GenerationRequest(p, sampling) for p in prompts]
 
@@ -312,9 +317,20 @@ def main(argv=None):
         sys.exit("no CUDA device: run with --smoke for a CPU check of the script")
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 parity must really be fp32
     budget = Budget(args.budget_s)
+    out = args.json or (Path(os.environ["OUT"]) / "gpu_engine.json" if os.environ.get("OUT") else None)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
 
     def log(msg):
-        print(f"[{time.perf_counter() - budget.start:6.1f}s] {msg}", flush=True)
+        line = f"[{time.perf_counter() - budget.start:6.1f}s] {msg}"
+        print(line, flush=True)
+        if out:  # kept next to the JSON, so a run cut short still shows how far it got
+            with open(out.with_suffix(".log"), "a") as f:
+                f.write(line + "\n")
+
+    def save():
+        if out:
+            out.write_text(json.dumps(report, indent=2) + "\n")
 
     import sentence_transformers
     import transformers
@@ -334,23 +350,25 @@ def main(argv=None):
         log("(b) SmolLM2 greedy parity, accelerator vs CPU")
         report["parity"] = bench_parity(args, device, gguf)
         log(f"  identical {report['parity']['identical']}/{report['parity']['prompts']}")
+        save()
     if "throughput" not in skip:
+        prompt_cache: dict = {}
         for preset in args.models.split(","):
             if budget.left() < 90:
                 log(f"(a) skipping {preset}: time budget spent")
                 continue
             log(f"(a) throughput {preset}")
-            report["throughput"].append(bench_throughput(preset, args, device, args.tokenizer or str(gguf), budget, log))
+            report["throughput"].append(bench_throughput(preset, args, device, args.tokenizer or str(gguf), budget, log,
+                                                         prompt_cache))
+            save()
     if "embeddings" not in skip:
         log("(c) MiniLM embeddings")
         report["embeddings"] = bench_embeddings(args, device, minilm_dir)
     report["total_s"] = round(time.perf_counter() - budget.start, 1)
 
     print_table(report, device)
-    out = args.json or (Path(os.environ["OUT"]) / "gpu_engine.json" if os.environ.get("OUT") else None)
+    save()
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {out}")
     return report
 
