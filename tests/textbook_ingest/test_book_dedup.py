@@ -3,7 +3,7 @@ import json
 from megascience_build.engine import records
 from megascience_build.stages.ingest import DedupBooks, IngestBooks
 
-from conftest import file_table
+from textbook_ingest_testlib import file_table
 
 TEXT = "# Optics\n\nLight travels in straight lines.\n\nSnell's law: n1 sin a = n2 sin b.\n"
 

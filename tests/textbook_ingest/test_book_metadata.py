@@ -10,7 +10,7 @@ from megascience_build.stages.book_metadata import ClassifyBooks
 from megascience_build.textbooks.metadata import BookMetadata, normalise_level, normalise_subject, \
     parse_book_metadata
 
-from conftest import FIXTURES, FakeCtx, NoModelCtx
+from textbook_ingest_testlib import FIXTURES, FakeCtx, NoModelCtx
 
 
 @pytest.mark.parametrize("text,expected", [

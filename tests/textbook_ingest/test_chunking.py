@@ -14,12 +14,12 @@ from megascience_build.textbooks.book import assemble_pages
 from megascience_build.textbooks.chunking import ChunkParams, chunk_books, page_of
 from megascience_build.textbooks.tokenizer import load_tokenizer
 
-from conftest import NoModelCtx, file_table
+from textbook_ingest_testlib import NoModelCtx, file_table
 
 
 @pytest.fixture(scope="module")
 def corpus_chunks():
-    from conftest import CORPUS
+    from textbook_ingest_testlib import CORPUS
     paths = sorted((CORPUS / "books").iterdir())
     books = IngestBooks().process(file_table(paths), None).kept
     books = ClassifyBooks().process(books, NoModelCtx()).kept

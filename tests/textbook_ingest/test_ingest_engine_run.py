@@ -11,7 +11,7 @@ from megascience_build.engine import records
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
 
-from conftest import CORPUS
+from textbook_ingest_testlib import CORPUS
 
 
 def test_corpus_through_the_engine(tmp_path):

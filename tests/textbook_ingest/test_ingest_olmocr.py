@@ -8,7 +8,7 @@ from megascience_build.stages.ingest import IngestBooks
 from megascience_build.textbooks.book import BookReadError
 from megascience_build.textbooks.olmocr import parse_document, read_olmocr
 
-from conftest import file_table
+from textbook_ingest_testlib import file_table
 
 
 def dolma(pages, source="pdfs/book.pdf", **meta):

@@ -8,7 +8,7 @@ from megascience_build.stages.ingest import IngestBooks
 from megascience_build.textbooks.book import BookReadError
 from megascience_build.textbooks.pdf import read_pdf
 
-from conftest import file_table, pdf_bytes
+from textbook_ingest_testlib import file_table, pdf_bytes
 
 
 def test_corpus_pdf_pages_text_and_metadata(physics_pdf):

@@ -4,7 +4,7 @@ from megascience_build.stages.ingest import IngestBooks
 from megascience_build.textbooks.book import BookReadError
 from megascience_build.textbooks.plaintext import read_text
 
-from conftest import file_table
+from textbook_ingest_testlib import file_table
 
 
 def test_front_matter_and_form_feed_pages():
