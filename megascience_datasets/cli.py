@@ -21,6 +21,34 @@ def _fmt_rows(n) -> str:
     return f"{n:,}" if n is not None else "?"
 
 
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _cached_size(entry, cat) -> str:
+    """Parquet bytes of the configuration in the local store (newest cached commit), or '?' if never downloaded."""
+    import fnmatch
+    from .resolve import pick_location
+    from .store import Store, default_root
+    try:
+        loc, _, _ = pick_location(entry, cat, None, False)
+    except MegascienceError:
+        return "?"
+    store = Store(default_root())
+    best = None
+    for sha in store.cached_shas(loc):
+        rec = store.record(loc, sha)
+        files = [r["size"] for p, r in rec.items() if fnmatch.fnmatchcase(p, loc.files)]
+        mtime = store.snapshot_dir(loc, sha).stat().st_mtime
+        if files and (best is None or mtime > best[0]):
+            best = (mtime, sum(files))
+    return _human(best[1]) if best else "?"
+
+
 def cmd_list(args) -> int:
     from .catalogue import load_catalogue
     cat = load_catalogue()
@@ -29,7 +57,7 @@ def cmd_list(args) -> int:
         rows_s = _fmt_rows(e.rows) if e.rows is not None else (f"~{e.paper_rows:,}" if e.paper_rows else "?")
         src = f"{e.source.repo}@{(e.source.revision or e.source.resolve)[:12]}" if e.source.kind == "upstream" \
             else f"release:{cat.release.current_repo() or '$' + cat.release.repo_env}"
-        size = "?"
+        size = _cached_size(e, cat)
         rows.append((e.name, e.group, rows_s, size, e.license, src))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, r in enumerate(rows):
@@ -37,7 +65,7 @@ def cmd_list(args) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(f"\n{len(cat.entries)} configurations; '~' = size reported by the paper (exact counts come with each "
-          f"release's manifest); size is known once downloaded (`megascience info`).")
+          f"release's manifest); size: parquet bytes cached on this machine, '?' before a download.")
     return 0
 
 

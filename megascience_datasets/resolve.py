@@ -54,7 +54,7 @@ class Resolved:
         total = sum(e.size or 0 for _, e in self.pending)
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"verify {self.entry.name}", disable=not progress) as bar, \
                 ThreadPoolExecutor(max_workers=min(4, len(self.pending))) as pool:
-            digests = list(pool.map(lambda pe: hash_file(pe[0], bar.update), self.pending))
+            digests = list(pool.map(lambda pe: hash_file(pe[0], bar.update if progress else None), self.pending))
         for (p, e), d in zip(self.pending, digests):
             check_digest(d, e, self.where())
             if self.store is not None:
