@@ -46,6 +46,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -197,66 +198,74 @@ def _string_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 _WORD_BYTE = np.zeros(256, dtype=bool)
 for _lo, _hi in ((ord("0"), ord("9")), (ord("A"), ord("Z")), (ord("a"), ord("z")), (0x80, 0xFF)):
     _WORD_BYTE[_lo:_hi + 1] = True
-_LOWER_BYTE = np.arange(256, dtype=np.uint8)
-_LOWER_BYTE[ord("A"):ord("Z") + 1] += 32
+_HIGH_BITS = _U64(0x8080808080808080)
 
 
 @dataclass
 class _Words:
-    data: np.ndarray       # normalised UTF-8 bytes of all texts
+    data: np.ndarray       # UTF-8 bytes of all texts (ASCII letters not yet lower-cased)
     starts: np.ndarray     # byte offset of each word
     lengths: np.ndarray    # byte length of each word
     counts: np.ndarray     # words per text
 
 
 def _words(texts: pa.Array) -> _Words:
-    """Word spans of the paper-mode normalisation.  Pure-ASCII texts are lower-cased and split with byte
-    tables; the others first go through pyarrow's Unicode lower-casing and a regex that turns every run of
-    characters outside L, N, M into a space, after which the same byte rules apply."""
+    """Word spans of the paper-mode normalisation.  Pure-ASCII texts are split with a byte table (and
+    lower-cased when hashed); the others first go through pyarrow's Unicode lower-casing and a regex that
+    turns every run of characters outside L, N, M into a space, after which the same byte rules apply."""
     not_ascii = pc.invert(pc.string_is_ascii(texts))
     if pc.any(not_ascii).as_py():
         unicode_texts = texts.filter(not_ascii)
         normalised = pc.replace_substring_regex(pc.utf8_lower(unicode_texts), _SEPARATORS, " ")
         texts = pc.replace_with_mask(texts, not_ascii, normalised)
     data, offsets = _string_buffers(texts)
-    data = _LOWER_BYTE[data]
     word = _WORD_BYTE[data]
-    text_start = np.zeros(len(data) + 1, dtype=bool)
-    text_start[offsets] = True
-    before = np.zeros(len(data), dtype=bool)
-    before[1:] = word[:-1]
-    after = np.zeros(len(data), dtype=bool)
-    after[:-1] = word[1:]
-    starts = np.flatnonzero(word & (~before | text_start[:-1]))
-    ends = np.flatnonzero(word & (~after | text_start[1:])) + 1
+    edges = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    # a word may not run from the end of one text into the next
+    inner = offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < len(data))]
+    inner = inner[np.diff(inner, prepend=-1) > 0]         # empty texts repeat an offset
+    split = inner[word[inner - 1] & word[inner]]
+    if len(split):
+        starts, ends = np.sort(np.concatenate([starts, split])), np.sort(np.concatenate([ends, split]))
     counts = np.diff(np.searchsorted(starts, offsets)).astype(np.int64)
     return _Words(data, starts, ends - starts, counts)
+
+
+def _ascii_lower(chunks: np.ndarray) -> np.ndarray:
+    """Sets bit 0x20 of every ASCII byte of uint64 chunks of word bytes: lower-cases ASCII letters and leaves
+    digits (which have it) and the bytes of non-ASCII characters (>= 0x80) unchanged."""
+    return chunks | ((~chunks & _HIGH_BITS) >> _U64(2))
 
 
 def tokenize(texts) -> list[list[str]]:
     """The paper-mode words of each text (see the module docstring), exactly as they are hashed."""
     words = _words(_as_string_array(texts).combine_chunks())
-    raw = words.data.tobytes()
+    data = words.data.copy()
+    data[data < 0x80] |= 0x20                       # what _ascii_lower does to word bytes
+    raw = data.tobytes()
     tokens = [raw[s:s + n].decode("utf-8") for s, n in zip(words.starts.tolist(), words.lengths.tolist())]
     bounds = np.concatenate([[0], np.cumsum(words.counts)]).tolist()
     return [tokens[bounds[i]:bounds[i + 1]] for i in range(len(words.counts))]
 
 
 def _word_hashes(words: _Words) -> np.ndarray:
-    """A 64-bit hash of each word's bytes, read 8 bytes at a time (little-endian, so platform-independent)."""
+    """A 64-bit hash of each (lower-cased) word's bytes, read 8 at a time (little-endian: platform-independent)."""
     padded = np.zeros(len(words.data) + 8, dtype=np.uint8)
     padded[:len(words.data)] = words.data
     # every byte position seen as the start of a little-endian uint64 (an unaligned view, no copy)
     chunks = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     starts, lengths = words.starts, words.lengths
-    h = lengths.astype(np.uint64) * _K_LENGTH
-    active = np.arange(len(starts))
-    k = 0
-    while len(active):
-        chunk = chunks[starts[active] + 8 * k]
+    # the first 8 bytes of every word, bytes past its end masked off
+    keep_bytes = np.minimum(lengths, 8).astype(np.uint64)
+    chunk = _ascii_lower(chunks[starts]) & (_ALL_ONES >> ((_U64(8) - keep_bytes) * _U64(8)))
+    h = _fmix64((lengths.astype(np.uint64) * _K_LENGTH) ^ (chunk * _K_WORD))
+    active = np.flatnonzero(lengths > 8)
+    k = 1
+    while len(active):                              # longer words, 8 more bytes per round
         remaining = lengths[active] - 8 * k
-        short = np.flatnonzero(remaining < 8)
-        chunk[short] &= (np.uint64(1) << (remaining[short] * 8).astype(np.uint64)) - np.uint64(1)
+        keep_bytes = np.minimum(remaining, 8).astype(np.uint64)
+        chunk = _ascii_lower(chunks[starts[active] + 8 * k]) & (_ALL_ONES >> ((_U64(8) - keep_bytes) * _U64(8)))
         h[active] = _fmix64(h[active] ^ (chunk * _K_WORD))
         active = active[remaining > 8]
         k += 1
@@ -297,32 +306,38 @@ def _paper_features(texts: pa.Array, ngram: int) -> _Features:
     counts = words.counts
     token_hash = _word_hashes(words)
     total = len(token_hash)
-    doc_of_token = np.repeat(np.arange(len(counts)), counts)
     doc_start = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=doc_start[1:])
-    position = np.arange(total) - doc_start[doc_of_token]
-    doc_end = doc_start[1:][doc_of_token]
-
-    # fingerprint: order-sensitive sum of position-keyed word hashes
-    keyed = _fmix64(token_hash ^ (position.astype(np.uint64) * _K_SHINGLE))
-    fingerprint = np.zeros(len(counts), dtype=np.uint64)
     nonempty = counts > 0
+
+    # fingerprint of the word sequence: polynomial hash sum_i h_i * K**i, then mixed with the length
+    fingerprint = np.zeros(len(counts), dtype=np.uint64)
     if total:
-        sums = np.add.reduceat(keyed, doc_start[:-1][nonempty])
+        position = np.arange(total) - np.repeat(doc_start[:-1], counts)
+        powers = np.cumprod(np.full(int(counts.max()), _K_SHINGLE, dtype=np.uint64))
+        sums = np.add.reduceat(token_hash * powers[position], doc_start[:-1][nonempty])
         fingerprint[nonempty] = _fmix64(sums ^ (counts[nonempty].astype(np.uint64) * _K_LENGTH))
 
     # a shingle starts at every position with `ngram` words left in its text, or at the first word of a
     # shorter text; it hashes the polynomial of the (up to `ngram`) word hashes that follow
-    text_words = counts[doc_of_token]
-    starts = np.flatnonzero((position + ngram <= text_words) | ((position == 0) & (text_words < ngram)))
+    n_shingles = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
+    first_of_text = np.cumsum(n_shingles) - n_shingles
+    starts = np.repeat(doc_start[:-1], n_shingles) + np.arange(n_shingles.sum()) - np.repeat(first_of_text, n_shingles)
     acc = token_hash[starts]
     for j in range(1, ngram):
-        follow = starts + j
-        inside = follow < doc_end[starts]
-        acc = acc * _K_SHINGLE + np.where(inside, token_hash[np.minimum(follow, total - 1)], _U64(0))
+        acc = acc * _K_SHINGLE + token_hash[np.minimum(starts + j, max(total - 1, 0))]
+    short = np.flatnonzero(nonempty & (counts < ngram))
+    if len(short):                                  # texts shorter than ngram: only their own words
+        acc[first_of_text[short]] = _short_text_shingles(token_hash, doc_start[short], counts[short], ngram)
     shingles = (_fmix64(acc) >> _U64(32)).astype(np.uint32)
-    n_shingles = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
     return _Features(counts, fingerprint, shingles, n_shingles)
+
+
+def _short_text_shingles(token_hash: np.ndarray, starts: np.ndarray, counts: np.ndarray, ngram: int) -> np.ndarray:
+    acc = token_hash[starts]
+    for j in range(1, ngram):
+        acc = acc * _K_SHINGLE + np.where(j < counts, token_hash[np.minimum(starts + j, len(token_hash) - 1)], _U64(0))
+    return acc
 
 
 def _authors_features(texts: Sequence[str], ngram: int) -> _Features:
@@ -415,13 +430,13 @@ class _Signer:
 # ---------------------------------------------------------------------------------------------------------
 # Candidates, verification, clusters
 # ---------------------------------------------------------------------------------------------------------
-def _band_groups(signatures: np.ndarray, band: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Texts (columns of `signatures`) grouped by equal band values: (members, group starts), members in
-    ascending column order inside each group, only groups of two or more."""
-    n = signatures.shape[1]
+def _band_groups(signatures: np.ndarray, columns: np.ndarray, band: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The given signature columns grouped by equal values in one band: (members, group starts), members are
+    positions in `columns`, ascending inside each group; only groups of two or more."""
+    n = len(columns)
     key = np.zeros(n, dtype=np.uint64)
     for row in range(band * rows, (band + 1) * rows):
-        key = key * _K_SHINGLE + signatures[row].astype(np.uint64)
+        key = key * _K_SHINGLE + signatures[row, columns].astype(np.uint64)
     key = _fmix64(key)
     # one sort of (high bits of the key | column): groups come out contiguous and ordered by column
     index_bits = max(1, int(n - 1).bit_length())
@@ -523,23 +538,27 @@ class _ExactJaccard:
             size = np.bincount((keys >> _U64(32)).astype(np.int64), minlength=len(texts))
             set_start = np.zeros(len(texts) + 1, dtype=np.int64)
             np.cumsum(size, out=set_start[1:])
-            # look up every element of v's set among u's set: replace the text prefix by u's
-            n_query = size[lv]
-            pair_of_query = np.repeat(np.arange(len(cu)), n_query)
-            offset = np.arange(n_query.sum()) - np.repeat(np.cumsum(n_query) - n_query, n_query)
-            v_elems = keys[np.repeat(set_start[lv], n_query) + offset] & _MAX_32
-            query = (lu[pair_of_query].astype(np.uint64) << _U64(32)) | v_elems
-            pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-            inter = np.bincount(pair_of_query, weights=keys[pos] == query, minlength=len(cu))
+
+            def elements(local):                # (pair << 32 | hash) for every element of each pair's set
+                n = size[local]
+                pair = np.repeat(np.arange(len(local), dtype=np.uint64), n)
+                offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+                return (pair << _U64(32)) | (keys[np.repeat(set_start[local], n) + offset] & _MAX_32)
+
+            # an element of both sets appears twice in the sorted union of the pair's two sets
+            merged = np.sort(np.concatenate([elements(lu), elements(lv)]))
+            twice = merged[1:][merged[1:] == merged[:-1]]
+            inter = np.bincount((twice >> _U64(32)).astype(np.int64), minlength=len(cu))
             result[lo:lo + len(cu)] = inter / (size[lu] + size[lv] - inter)
         return result
 
 
-def _estimated_jaccard(signatures: np.ndarray):
+def _estimated_jaccard(signatures: np.ndarray, text_of_node: np.ndarray):
     def estimate(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         out = np.empty(len(u), dtype=np.float64)
         for lo in range(0, len(u), VERIFY_PAIRS_PER_CHUNK):
-            cu, cv = u[lo:lo + VERIFY_PAIRS_PER_CHUNK], v[lo:lo + VERIFY_PAIRS_PER_CHUNK]
+            cu = text_of_node[u[lo:lo + VERIFY_PAIRS_PER_CHUNK]]
+            cv = text_of_node[v[lo:lo + VERIFY_PAIRS_PER_CHUNK]]
             out[lo:lo + len(cu)] = (signatures[:, cu] == signatures[:, cv]).mean(axis=0)
         return out
     return estimate
@@ -576,6 +595,7 @@ class DedupResult:
     no_words: np.ndarray           # bool: no word at all (paper mode)
     config: DedupConfig
     stats: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)     # wall seconds per phase
 
     @property
     def kept(self) -> np.ndarray:
@@ -631,6 +651,8 @@ def _order_rank(ids, n: int) -> np.ndarray:
 
 def deduplicate(texts, config: DedupConfig, ids=None, threads: int | None = None) -> DedupResult:
     """Cluster near-duplicate texts; one kept row (the smallest id) per cluster.  See the module docstring."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     column = _as_string_array(texts)
     n = len(column)
     rank = _order_rank(ids, n)
@@ -671,36 +693,40 @@ def deduplicate(texts, config: DedupConfig, ids=None, threads: int | None = None
         node_of = np.arange(len(by_rank))
         text_of_node = by_rank
     n_nodes = len(text_of_node)
-    node_sigs = signatures[:, text_of_node]
-    del signatures
+    timings["featurise"] = time.perf_counter() - clock
 
+    clock = time.perf_counter()
     if config.verify == "exact":
         similarity = _ExactJaccard(shingles, n_shingles, text_of_node)
     elif config.verify == "estimate":
-        similarity = _estimated_jaccard(node_sigs)
+        similarity = _estimated_jaccard(signatures, text_of_node)
     else:
         similarity = None
 
-    lefts, rights, large = [], [], []
-    for band in range(config.bands):
-        members, starts = _band_groups(node_sigs, band, config.rows)
+    def band_pairs(band: int):
+        members, starts = _band_groups(signatures, text_of_node, band, config.rows)
         if similarity is None:
-            u, v = _star_pairs(members, starts)
-        else:
-            sizes = np.diff(np.append(starts, len(members)))
-            small = sizes <= ALL_PAIRS_LIMIT
-            u, v = _pairs_within(members[np.repeat(small, sizes)], _starts_of(sizes[small]))
-            big_sizes = sizes[~small]
-            if len(big_sizes):
-                large.extend(np.split(members[np.repeat(~small, sizes)], np.cumsum(big_sizes)[:-1]))
-        lefts.append(u)
-        rights.append(v)
+            return (*_star_pairs(members, starts), [])
+        sizes = np.diff(np.append(starts, len(members)))
+        small = sizes <= ALL_PAIRS_LIMIT
+        u, v = _pairs_within(members[np.repeat(small, sizes)], _starts_of(sizes[small]))
+        big_sizes = sizes[~small]
+        large = np.split(members[np.repeat(~small, sizes)], np.cumsum(big_sizes)[:-1]) if len(big_sizes) else []
+        return u, v, large
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        per_band = list(pool.map(band_pairs, range(config.bands)))
+    lefts, rights = [p[0] for p in per_band], [p[1] for p in per_band]
+    large = [group for p in per_band for group in p[2]]
+    del per_band
     u = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
     v = np.concatenate(rights) if rights else np.zeros(0, np.int64)
     codes = _sorted_unique(u * n_nodes + v)
     u, v = codes // n_nodes, codes % n_nodes
     stats = {"rows": n, "compared_rows": len(eligible), "distinct_texts": n_nodes,
              "candidate_pairs": len(codes), "large_buckets": len(large)}
+    timings["candidates"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     if similarity is not None:
         keep = similarity(u, v) >= config.threshold
         u, v = u[keep], v[keep]
@@ -708,7 +734,9 @@ def deduplicate(texts, config: DedupConfig, ids=None, threads: int | None = None
             gl, gr = _verified_pairs_of_large_group(group, similarity, config.threshold)
             u, v = np.concatenate([u, *gl]), np.concatenate([v, *gr])
         stats["verified_pairs"] = len(u)
+    timings["verify"] = time.perf_counter() - clock
 
+    clock = time.perf_counter()
     root = union_find_roots(n_nodes, u, v)
     representative = np.full(n, -1, dtype=np.int64)
     representative[by_rank] = text_of_node[root[node_of]]
@@ -717,4 +745,5 @@ def deduplicate(texts, config: DedupConfig, ids=None, threads: int | None = None
     cluster_size[by_rank] = sizes_by_rep[representative[by_rank]]
     stats["duplicates"] = int(len(by_rank) - np.count_nonzero(sizes_by_rep))
     stats["clusters_with_duplicates"] = int(np.count_nonzero(sizes_by_rep > 1))
-    return DedupResult(representative, cluster_size, too_short, no_words, config, stats)
+    timings["cluster"] = time.perf_counter() - clock
+    return DedupResult(representative, cluster_size, too_short, no_words, config, stats, timings)

@@ -27,6 +27,7 @@ def test_empty_and_wordless_texts_have_no_words_and_rows_never_merge():
     assert minhash.tokenize(["", "   ", "?!", "ab", "cd"]) == [[], [], [], ["ab"], ["cd"]]
     # texts that end and start with word characters stay separate words
     assert minhash.tokenize(pa.chunked_array([["xy", "zw"], ["uv"]])) == [["xy"], ["zw"], ["uv"]]
+    assert minhash.tokenize(["xy", "", "", "zw", "Ab"]) == [["xy"], [], [], ["zw"], ["ab"]]
 
 
 def test_ngrams_follow_text_dedup_for_short_texts():
