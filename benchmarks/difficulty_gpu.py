@@ -104,6 +104,7 @@ def backend(model: str, batch: int, batch_tokens: int | None, ignore_eos: bool, 
         options.update(dummy=True, config=ARCHS.get(preset, preset))
         if tokenizer:
             options["tokenizer"] = tokenizer
+        model = preset
     return make_backend({"backend": "transformers", "model": model, "options": options})
 
 
