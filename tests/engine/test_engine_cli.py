@@ -66,3 +66,11 @@ def test_a_failing_shard_fails_the_run_and_the_rerun_resumes(pipeline, tmp_path,
     assert main(["run", str(pipeline), "--work", str(work), "--workers", "2", "--no-progress"]) == 0
     manifest = __import__("json").loads((work / "manifest.json").read_text())
     assert manifest["stages"][0]["shards_resumed"] == len(done) and manifest["output_rows"] == 19
+
+
+def test_limit_runs_on_the_first_rows(pipeline, tmp_path, capsys):
+    work = tmp_path / "work"
+    assert main(["run", str(pipeline), "--work", str(work), "--limit", "7", "--workers", "1", "--no-progress"]) == 0
+    manifest = __import__("json").loads((work / "manifest.json").read_text())
+    assert manifest["input"]["rows"] == 7 and manifest["input"]["shards"] == 2 and manifest["input"]["limit"] == 7
+    assert manifest["stages"][0]["rows_in"] == 7 and manifest["pipeline"]["overrides"]["limit"] == 7
