@@ -20,8 +20,11 @@ Upstream schemas (looked up on the Hub cards and in public code that reads them)
 """
 from __future__ import annotations
 
+import argparse
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 NATURAL_REASONING = "natural_reasoning"
@@ -51,6 +54,7 @@ class SourceSpec:
     source_value: str
     columns: tuple[str, ...]    # upstream columns the adapter reads
     adapt: Callable[[Mapping[str, Any], Mapping[str, Any]], Result]
+    files: tuple[str, ...] = ("*.jsonl", "*.parquet")   # upstream files of the split (glob patterns)
 
     @property
     def pinned(self) -> bool:
@@ -137,15 +141,17 @@ SOURCES: dict[str, SourceSpec] = {
         NATURAL_REASONING, "facebook/natural_reasoning", None, "train",
         # a commit of the dataset repo with full.jsonl (1.15M rows), seen on the Hub's tree page
         "8c9292b8932b86f90360ca6b152c2e23ca9252ab",
-        SOURCE_NATURAL_REASONING, ("question", "reference_answer", "responses"), adapt_natural_reasoning),
+        SOURCE_NATURAL_REASONING, ("question", "reference_answer", "responses"), adapt_natural_reasoning,
+        ("full.jsonl",)),
     NEMOTRON_SCIENCE: SourceSpec(
         NEMOTRON_SCIENCE, "nvidia/Llama-Nemotron-Post-Training-Dataset", "SFT", "science",
         "main",  # no full sha found: resolve at fetch time and pin it in the pipeline file
-        SOURCE_NEMOTRON, ("input", "output"), adapt_nemotron_science),
+        SOURCE_NEMOTRON, ("input", "output"), adapt_nemotron_science, ("SFT/science/*.jsonl",)),
     SCP116K: SourceSpec(
         SCP116K, "EricLu/SCP-116K", None, "train",
         "main",  # no full sha found: resolve at fetch time and pin it in the pipeline file
-        SOURCE_SCP, ("problem", "domain", "matched_solution"), adapt_scp116k),
+        SOURCE_SCP, ("problem", "domain", "matched_solution"), adapt_scp116k,
+        ("*.jsonl", "*.parquet", "data/*.jsonl", "data/*.parquet")),   # file layout not verified
 }
 
 
@@ -161,3 +167,79 @@ def resolve_revision(repo: str, revision: str = "main") -> str:
     from huggingface_hub import HfApi
 
     return HfApi().dataset_info(repo, revision=revision).sha
+
+
+def to_parquet(src: str | Path, dst: str | Path, block_bytes: int = 64 << 20) -> int:
+    """Copy one upstream file (JSON lines or parquet) to parquet, streaming, in the upstream row order;
+    returns the rows written. Written beside the target and renamed, so a crash leaves no half file."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    rows = 0
+    if src.suffix == ".parquet":
+        batches = pq.ParquetFile(src).iter_batches()
+    elif src.suffix in (".jsonl", ".json"):
+        try:
+            batches = pj.open_json(src, read_options=pj.ReadOptions(block_size=block_bytes))
+        except pa.ArrowException as exc:
+            raise ValueError(f"{src}: not readable as JSON lines ({exc})") from None
+    else:
+        raise ValueError(f"{src}: expected a .jsonl or .parquet file")
+    writer = None
+    try:
+        for batch in batches:
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    except pa.ArrowException as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{src}: not readable as {src.suffix[1:]} after {rows} rows ({exc})") from None
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"{src}: no rows")
+    tmp.replace(dst)
+    return rows
+
+
+def fetch(name: str, dest: str | Path, revision: str | None = None) -> dict:
+    """Download a source's upstream files at a revision (resolved to its full sha) from the Hub and write them
+    as parquet under dest/<name>/, with source.json naming repo, sha, files and rows. Needs the Hub."""
+    from huggingface_hub import snapshot_download
+
+    spec = source_spec(name)
+    sha = resolve_revision(spec.repo, revision or spec.revision)
+    local = Path(snapshot_download(spec.repo, repo_type="dataset", revision=sha, allow_patterns=list(spec.files)))
+    files = sorted(p for pattern in spec.files for p in local.glob(pattern) if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{spec.repo}@{sha}: no file matches {list(spec.files)}")
+    out = Path(dest) / name
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, f in enumerate(files):
+        target = out / f"part-{i:05d}.parquet"
+        written.append({"upstream": str(f.relative_to(local)), "file": target.name, "rows": to_parquet(f, target)})
+    info = {"repo": spec.repo, "config": spec.config, "split": spec.split, "revision": sha, "files": written}
+    (out / "source.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m megascience_build.sources",
+                                 description="Fetch a MegaScience source dataset from the Hub as parquet.")
+    ap.add_argument("source", choices=sorted(SOURCES))
+    ap.add_argument("--dest", default="sources", help="folder that gets <source>/part-*.parquet (default: sources)")
+    ap.add_argument("--revision", help="branch, tag or sha (default: the pinned one, else main)")
+    args = ap.parse_args(argv)
+    info = fetch(args.source, args.dest, args.revision)
+    print(json.dumps(info, indent=2))
+    print(f"pin it in the pipeline file: adapt_source params {{source: {args.source}, revision: {info['revision']}}}")
+
+
+if __name__ == "__main__":
+    main()

@@ -144,3 +144,5 @@ def test_subset_stage_parameters_are_checked():
         SelectSubsets({"parent": "p", "low": 9, "high": 1})
     with pytest.raises(StageError, match="parameter 'column'"):
         KeepSubset({"column": "in_everything"})
+    with pytest.raises(StageError, match="'samples' must be a positive integer"):
+        Difficulty({"samples": 0})

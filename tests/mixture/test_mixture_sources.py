@@ -1,6 +1,7 @@
 import json
 
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401  (pa.parquet)
 import pytest
 
 from mixture_fixtures import NEMOTRON_SCHEMA, NR_SCHEMA, SCP_SCHEMA, nemotron_rows, nr_rows, upstream_batch
@@ -107,3 +108,23 @@ def test_provenance_records_the_adapter_step(tmp_path):
     prov = json.loads(out.kept.column("provenance")[0].as_py())
     assert prov["steps"][0]["stage"] == "adapt_source" and prov["origin"]["revision"] == "abc"
     assert out.counters == {"unpinned_revision_rows": 1}
+
+
+def test_jsonl_upstream_files_convert_to_parquet_that_the_adapter_reads(tmp_path):
+    from megascience_build.sources import to_parquet
+
+    src = tmp_path / "full.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in nr_rows(5)) + "\n")
+    assert to_parquet(src, tmp_path / "part-00000.parquet", block_bytes=256) == 5
+    table = pa.parquet.read_table(tmp_path / "part-00000.parquet")
+    assert table.column("question").to_pylist() == [r["question"] for r in nr_rows(5)]
+    batch = table.append_column("source_file", pa.array(["part-00000.parquet"] * 5)).append_column(
+        "source_row", pa.array(range(5), pa.int64()))
+    assert run("natural_reasoning", batch).kept.num_rows == 5
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty.jsonl"):
+        to_parquet(tmp_path / "empty.jsonl", tmp_path / "x.parquet")
+    (tmp_path / "broken.jsonl").write_text(json.dumps(nr_rows(1)[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match="broken.jsonl: not readable"):
+        to_parquet(tmp_path / "broken.jsonl", tmp_path / "x.parquet")
+    assert not (tmp_path / "x.parquet").exists() and not list(tmp_path.glob(".x.parquet*"))

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..backends.base import GenerationRequest, SamplingParams
 from ..engine import records
-from ..engine.stage import Stage, StageOutput, register
+from ..engine.stage import Stage, StageError, StageOutput, register
 from ..selection import uniform_u01
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -122,8 +122,14 @@ class Difficulty(Stage):
                 "ungraded_as_zero": False}
     prompt_slots = ("policy", "grader")
 
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        if not isinstance(self.params["samples"], int) or self.params["samples"] < 1:
+            raise StageError(f"stage {self.label!r}: parameter 'samples' must be a positive integer, "
+                             f"got {self.params['samples']!r}")
+
     def process(self, batch: pa.Table, ctx) -> StageOutput:
-        k = int(self.params["samples"])
+        k = self.params["samples"]
         policy, grader = ctx.llm(self.params["policy_role"]), ctx.llm(self.params["grader_role"])
         ask, grade = ctx.prompt("policy"), ctx.prompt("grader")
         questions = batch.column("question").to_pylist()
