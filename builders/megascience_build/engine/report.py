@@ -13,14 +13,16 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def subject_matrix(manifest: dict[str, Any]) -> tuple[list[str], list[str], list[list[int]]]:
-    """(subjects, columns, counts): rows in at the first stage, then rows out after each stage."""
+def subject_matrix(manifest: dict[str, Any]) -> tuple[list[str], list[str], list[list[int | None]], list[int]]:
+    """(subjects, columns, counts, totals): rows in at the first stage, then rows out after each stage.
+    A count is None where the rows had no `subject` column yet (e.g. before books are classified)."""
     stages = manifest["stages"]
     subjects = sorted({s for st in stages for s in (*st["subjects_in"], *st["subjects_out"])})
     columns = ["input"] + [st["label"] for st in stages]
-    counts = [[stages[0]["subjects_in"].get(s, 0) if stages else 0] + [st["subjects_out"].get(s, 0) for st in stages]
-              for s in subjects]
-    return subjects, columns, counts
+    points = ([(stages[0]["subjects_in"], stages[0]["rows_in"])] if stages else []) + \
+        [(st["subjects_out"], st["rows_out"]) for st in stages]
+    counts = [[(by.get(s, 0) if by or not rows else None) for by, rows in points] for s in subjects]
+    return subjects, columns, counts, [rows for _, rows in points]
 
 
 def render_markdown(manifest: dict[str, Any]) -> str:
@@ -37,11 +39,12 @@ def render_markdown(manifest: dict[str, Any]) -> str:
                      u.get("cache_hits", 0), u.get("tokens_in", 0), u.get("tokens_out", 0), f"{st['wall_s']:.1f}"])
     out += [_table(["stage", "type", "rows in", "rows out", "dropped (reason: rows)", "requests", "cache hits",
                     "tokens in", "tokens out", "time (s)"], rows), ""]
-    subjects, columns, counts = subject_matrix(manifest)
+    subjects, columns, counts, totals = subject_matrix(manifest)
     if subjects:
-        out += ["## Rows per subject after each stage", ""]
-        totals = [sum(c[i] for c in counts) for i in range(len(columns))]
-        out += [_table(["subject", *columns], [[s, *c] for s, c in zip(subjects, counts)] + [["**total**", *totals]]), ""]
+        out += ["## Rows per subject after each stage", "",
+                "(`-`: the rows have no `subject` column at that point)", ""]
+        cells = [[s, *("-" if c is None else c for c in row)] for s, row in zip(subjects, counts)]
+        out += [_table(["subject", *columns], cells + [["**total**", *totals]]), ""]
     models = [[r, m["model"], m["revision"], m["backend"]] for r, m in manifest["models"].items()]
     if models:
         out += ["## Models", "", _table(["role", "model", "revision", "backend"], models), ""]
@@ -60,15 +63,14 @@ def render_png(manifest: dict[str, Any]) -> bytes:
 
     from matplotlib.figure import Figure   # the object API: no pyplot, no GUI backend, thread-safe
 
-    subjects, columns, counts = subject_matrix(manifest)
-    if not subjects:   # no subject column: one series, the total
-        subjects = ["all rows"]
-        stages = manifest["stages"]
-        counts = [[stages[0]["rows_in"] if stages else 0] + [st["rows_out"] for st in stages]]
+    subjects, columns, counts, totals = subject_matrix(manifest)
+    series = [(s, [float("nan") if c is None else c for c in row]) for s, row in zip(subjects, counts)]
+    series.append(("all rows", totals))
     fig = Figure(figsize=(max(6.0, 1.1 * len(columns)), 4.5), dpi=100)
     ax = fig.subplots()
-    for subject, row in zip(subjects, counts):
-        ax.plot(range(len(columns)), row, marker="o", label=subject)
+    for name, row in series:
+        ax.plot(range(len(columns)), row, marker="o", label=name, **({"color": "black", "linestyle": "--"}
+                                                                      if name == "all rows" else {}))
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     ax.set_ylabel("rows")
     ax.set_title(f"{manifest['name']}: rows after each stage")
