@@ -209,7 +209,8 @@ def to_parquet(src: str | Path, dst: str | Path, block_bytes: int = 64 << 20) ->
 
 def fetch(name: str, dest: str | Path, revision: str | None = None) -> dict:
     """Download a source's upstream files at a revision (resolved to its full sha) from the Hub and write them
-    as parquet under dest/<name>/, with source.json naming repo, sha, files and rows. Needs the Hub."""
+    as parquet under dest/<name>/ (SFT/science/x.jsonl -> SFT__science__x.parquet), with source.json naming
+    repo, sha, files and rows. Needs the Hub."""
     from huggingface_hub import snapshot_download
 
     spec = source_spec(name)
@@ -221,8 +222,9 @@ def fetch(name: str, dest: str | Path, revision: str | None = None) -> dict:
     out = Path(dest) / name
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, f in enumerate(files):
-        target = out / f"part-{i:05d}.parquet"
+    for f in files:
+        # named after the upstream path, so the provenance `file` (and the row ids) point back to it
+        target = out / (str(f.relative_to(local).with_suffix("")).replace("/", "__") + ".parquet")
         written.append({"upstream": str(f.relative_to(local)), "file": target.name, "rows": to_parquet(f, target)})
     info = {"repo": spec.repo, "config": spec.config, "split": spec.split, "revision": sha, "files": written}
     (out / "source.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m megascience_build.sources",
                                  description="Fetch a MegaScience source dataset from the Hub as parquet.")
     ap.add_argument("source", choices=sorted(SOURCES))
-    ap.add_argument("--dest", default="sources", help="folder that gets <source>/part-*.parquet (default: sources)")
+    ap.add_argument("--dest", default="sources", help="folder that gets <source>/*.parquet (default: sources)")
     ap.add_argument("--revision", help="branch, tag or sha (default: the pinned one, else main)")
     args = ap.parse_args(argv)
     info = fetch(args.source, args.dest, args.revision)
