@@ -131,13 +131,17 @@ def cmd_verify(args) -> int:
         if not problems:
             print(f"OK {args.dir}")
         return 1 if problems else 0
+    from .api import resolve_config
     from .lockfile import read_lock
     if not args.lock:
         raise SystemExit("megascience verify: give --dir DIR or --lock FILE")
     lock = read_lock(args.lock)
-    args.configs = args.configs or sorted(lock.configs)
-    args.verify, args.revision = True, None
-    for r in _resolve_all(args):
+    for name in args.configs or sorted(lock.configs):
+        kind, _, where = lock.configs[name].source.partition(":") if name in lock.configs else ("", "", "")
+        # the lock names its source; read from there unless --source/--sample says otherwise
+        source = args.source or (where if kind in ("hub", "path") else None)
+        r = resolve_config(name, source=source, lock=lock, cache_dir=args.cache_dir,
+                           sample=args.sample or kind == "sample", verify=True)
         print(f"OK {r.entry.name}: {r.sha}, {len(r.files)} shard(s) re-hashed")
     return 0
 

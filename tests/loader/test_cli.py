@@ -62,7 +62,7 @@ def test_download_verify_lock_cite_card(tmp_path, capsys):
     assert "truncated" in capsys.readouterr().err
     assert main(["lock", "textbook", "--sample", "-o", str(tmp_path / "l.json"), "--cache-dir",
                  str(tmp_path / "c")]) == 0
-    assert main(["verify", "--lock", str(tmp_path / "l.json"), "--sample", "--cache-dir", str(tmp_path / "c")]) == 0
+    assert main(["verify", "--lock", str(tmp_path / "l.json"), "--cache-dir", str(tmp_path / "c")]) == 0
     capsys.readouterr()
     assert main(["cite", "textbook", "--sample"]) == 0
     cite = capsys.readouterr().out
@@ -98,3 +98,10 @@ def test_demo_runs_all_three_spellings(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "== 3. datasets.load_dataset('megascience-sample/megascience'" in out.stdout
     assert "All three spellings returned the same rows." in out.stdout
+
+
+def test_import_pulls_in_neither_torch_nor_the_build_package():
+    code = ("import sys, megascience_datasets, megascience_datasets.cli, megascience_datasets.builder; "
+            "print(sorted(m for m in ('torch', 'megascience_build') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
