@@ -20,6 +20,8 @@ from .models import check_model_spec
 from .stage import Resources, Stage, StageError, stage_class
 
 TOP_LEVEL_KEYS = {"name", "seed", "input", "models", "stages", "plugins", "output"}
+# a variant pipeline (an ablation) names its base file and what it changes
+VARIANT_KEYS = {"extends", "remove_stages", "override_stages"}
 INPUT_KEYS = {"files", "parquet", "rows_per_shard"}
 STAGE_KEYS = {"stage", "label", "llm", "embedder", "gpus", "sampling", "prompts", "params", "replicas"}
 MODEL_REQUIRED = ("backend", "model")
@@ -92,7 +94,9 @@ def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mappi
         raise StageError(f"{where}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise StageError(f"{where}: expected a mapping at the top level, got {type(doc).__name__}")
-    _no_unknown(doc, TOP_LEVEL_KEYS, where)
+    _no_unknown(doc, TOP_LEVEL_KEYS | VARIANT_KEYS, where)
+    if "extends" in doc:
+        doc, raw_bytes = _resolve_variant(doc, path, raw_bytes, where)
 
     plugins = tuple(_as_list(doc.get("plugins"), f"{where}: field 'plugins'"))
     for name in plugins:
@@ -141,6 +145,56 @@ def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mappi
                           seed=seed, input=input_spec, models=model_specs, stages=stages, plugins=plugins,
                           output=output, limit=limit,
                           overrides={"backend": backend, "models": dict(models or {}), "limit": limit})
+
+
+def _resolve_variant(doc: dict, path: Path, raw_bytes: bytes, where: str, depth: int = 0) -> tuple[dict, bytes]:
+    """Merge a variant onto its base: top-level fields replace the base's; `remove_stages` drops stages by
+    label; `override_stages` updates a stage's fields by label (its `params` and `sampling` are merged key by
+    key). Relative input paths keep pointing where the base file meant. The returned bytes (base + variant)
+    feed the pipeline sha256, so an edit to either file changes it."""
+    if depth > 8:
+        raise StageError(f"{where}: `extends` nests more than 8 levels (a cycle?)")
+    base_path = (path.parent / str(doc["extends"])).resolve()
+    try:
+        base_bytes = base_path.read_bytes()
+        base = yaml.safe_load(base_bytes.decode("utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise StageError(f"{where}: field 'extends': cannot load {base_path} ({exc})") from None
+    if not isinstance(base, dict):
+        raise StageError(f"{where}: field 'extends': {base_path} is not a pipeline mapping")
+    if "extends" in base:
+        base, base_bytes = _resolve_variant(base, base_path, base_bytes, f"pipeline {base_path}", depth + 1)
+    merged = {k: v for k, v in base.items() if k not in VARIANT_KEYS}
+    if isinstance(merged.get("input"), dict) and "input" not in doc:
+        merged["input"] = dict(merged["input"])
+        for kind in ("files", "parquet"):
+            if kind in merged["input"]:
+                merged["input"][kind] = [p if "://" in p or Path(p).is_absolute() else str(base_path.parent / p)
+                                         for p in _as_list(merged["input"][kind], f"{where}: base input")]
+    merged.update({k: v for k, v in doc.items() if k not in VARIANT_KEYS})
+    stages = [dict(e) for e in (merged.get("stages") or []) if isinstance(e, dict)]
+    labels = [e.get("label") or e.get("stage") for e in stages]
+    for label in _as_list(doc.get("remove_stages"), f"{where}: field 'remove_stages'"):
+        if label not in labels:
+            raise StageError(f"{where}: field 'remove_stages': no stage labelled {label!r} in {base_path}; "
+                             f"stages: {labels}")
+        i = labels.index(label)
+        del stages[i], labels[i]
+    overrides = doc.get("override_stages") or {}
+    if not isinstance(overrides, dict):
+        raise StageError(f"{where}: field 'override_stages' must map stage labels to fields")
+    for label, changes in overrides.items():
+        if label not in labels or not isinstance(changes, dict):
+            raise StageError(f"{where}: field 'override_stages': no stage labelled {label!r} (stages: {labels}) "
+                             f"or its value is not a mapping")
+        entry = stages[labels.index(label)]
+        for key, value in changes.items():
+            if key in ("params", "sampling", "prompts") and isinstance(value, dict):
+                entry[key] = {**(entry.get(key) or {}), **value}
+            else:
+                entry[key] = value
+    merged["stages"] = stages
+    return merged, base_bytes + b"\n---\n" + raw_bytes
 
 
 def _no_unknown(d: Mapping, allowed: set[str], where: str) -> None:
