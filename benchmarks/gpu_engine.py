@@ -185,10 +185,12 @@ def bench_throughput(preset, args, device, tokenizer_path, budget, log, prompt_c
         backend.max_batch_tokens = bs * (max(lengths) + args.new_tokens)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
+        splits_before = backend.oom_splits
         secs, results = timed_generate(backend, requests[:bs], device)
         errors = [r.error for r in results if r.finish_reason == "error"]
         tokens = sum(r.completion_tokens for r in results if r.finish_reason != "error")
-        entry = {"seconds": round(secs, 2), "tok_s": round(tokens / secs, 1), "errors": len(errors)}
+        entry = {"seconds": round(secs, 2), "tok_s": round(tokens / secs, 1), "errors": len(errors),
+                 "oom_splits": backend.oom_splits - splits_before}
         if device.startswith("cuda"):
             entry["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 1)
         if errors:
@@ -381,13 +383,14 @@ def print_table(r, device):
         print(f"{'model':12} {'params':>7} {'prompt':>6} {'new':>4} {'single':>8} {'decode1':>8} {'limit1':>8} "
               f"{'frac':>5} {'batched (batch: tok/s)':>30} {'x single':>8}")
         for t in r["throughput"]:
-            batched = " ".join(f"{b}:{e['tok_s']}" + ("!" if e["errors"] else "") for b, e in t["batched"].items())
+            batched = " ".join(f"{b}:{e['tok_s']}" + ("*" if e.get("oom_splits") else "") + ("!" if e["errors"] else "")
+                               for b, e in t["batched"].items())
             print(f"{t['model']:12} {t['params_b']:>6}B {t['prompt_tokens_mean']:>6} {t['new_tokens']:>4} "
                   f"{t['single_tok_s']!s:>8} {t['single_decode_tok_s']!s:>8} "
                   f"{t.get('bandwidth_limit_single_tok_s', '-')!s:>8} {t.get('single_decode_fraction_of_limit', '-')!s:>5} "
                   f"{batched:>30} {t['speedup_vs_single']!s:>8}")
         print("   decode1 = single-stream decode tok/s; limit1 = HBM bandwidth / weight bytes per step; "
-              "target: batched >= 10x single")
+              "target: batched >= 10x single; * = batch split after GPU out-of-memory, ! = errors")
     if r["parity"]:
         p = r["parity"]
         print(f"\n(b) {p['model']}: greedy outputs identical on {device} and CPU for {p['identical']}/{p['prompts']} "

@@ -74,7 +74,7 @@ def test_out_of_memory_halves_the_batch(tiny, monkeypatch):
     monkeypatch.setattr(tiny, "_run", flaky)
     monkeypatch.setattr(tiny, "max_batch_size", 4)
     results = tiny.generate([chat(f"q{i}", max_tokens=2) for i in range(4)])
-    assert sizes == [4, 2, 1, 1, 2, 1, 1]
+    assert sizes == [4, 2, 1, 1, 2, 1, 1] and tiny.oom_splits == 3
     assert all(r.completion_tokens == 2 for r in results)
 
 

@@ -100,6 +100,7 @@ class TransformersBackend:
         self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else (
             262144 if self.device.startswith("cuda") else 16384)
         self.ignore_eos = bool(ignore_eos)
+        self.oom_splits = 0  # how many times a batch was halved after running out of GPU memory
         model_kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         if attn_implementation:
             model_kwargs["attn_implementation"] = attn_implementation
@@ -218,6 +219,7 @@ class TransformersBackend:
             if len(reqs) == 1:
                 return [GenerationResult("", "error", prompt_tokens=len(prompts[0]), error=f"out of memory: {exc}")]
             half = len(reqs) // 2
+            self.oom_splits += 1
             log.warning("out of memory on a batch of %d; retrying as %d + %d", len(reqs), half, len(reqs) - half)
             return (self._generate_batch(reqs[:half], prompts[:half])
                     + self._generate_batch(reqs[half:], prompts[half:]))
