@@ -13,13 +13,17 @@ def _rows(cfg, rev, streaming, extra=""):
 def test_each_revision_returns_its_own_rows(client, hub):
     out = client(f"""
 res = {{}}
+uncached = msd.resolve_config("textbook", "v1.0", source="acme/megascience", streaming=True, progress=False)
+res["urls"] = uncached.data_files
 for rev in ["v1.0", "v1.1", {hub['shas']['v1.0']!r}, "main"]:
-    for streaming in (False, True):
+    for streaming in (True, False):   # streaming first: read from the Hub, not from the local store
         {_rows('textbook', 'REV', 'STREAM').replace("'REV'", 'rev').replace('STREAM', 'streaming').strip().replace(chr(10), chr(10) + '        ')}
         res[f"{{rev}}|{{streaming}}"] = [len(rows), rows[0]["question"].split(":")[0], sorted(rows[0])]
 print(json.dumps(res))
 """)
     sha10 = hub["shas"]["v1.0"]
+    assert out["urls"] and all(u.startswith(f"hf://datasets/acme/megascience@{sha10}/data/textbook/train-")
+                               for u in out["urls"])
     for streaming in ("False", "True"):
         assert out[f"v1.0|{streaming}"][:2] == [240, "v1.0-textbook-0"]
         assert out[f"v1.1|{streaming}"][:2] == [300, "v1.1-textbook-0"]
