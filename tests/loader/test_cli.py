@@ -64,7 +64,7 @@ def test_download_verify_lock_cite_card(tmp_path, capsys):
                  str(tmp_path / "c")]) == 0
     assert main(["verify", "--lock", str(tmp_path / "l.json"), "--cache-dir", str(tmp_path / "c")]) == 0
     capsys.readouterr()
-    assert main(["cite", "textbook", "--sample"]) == 0
+    assert main(["cite", "textbook", "--sample", "--cache-dir", str(tmp_path / "c")]) == 0
     cite = capsys.readouterr().out
     assert "@article{fan2025megascience" in cite and "configuration `textbook`, revision " in cite
     assert main(["card", "textbook"]) == 0
