@@ -29,7 +29,7 @@ def test_signals_and_selection_with_smollm2(smollm2, smollm2_tokenizer_dir):
     for n, excluded in zip(t.column("response_length").to_pylist(), t.column("length_excluded").to_pylist()):
         assert (n is None and excluded) or (isinstance(n, int) and 0 < n <= 40 and not excluded)
 
-    out = Difficulty({"samples": K, "grader_max_tokens": 48}).process(t, ctx)
+    out = Difficulty({"samples": K, "grader_max_tokens": 32}).process(t, ctx)
     t = out.kept
     assert t.num_rows == 3 and out.dropped == []
     for row in t.to_pylist():

@@ -13,10 +13,7 @@ mixture (global): TextbookReasoning in full + NaturalReasoning random subset + N
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
