@@ -453,6 +453,11 @@ def _band_groups(signatures: np.ndarray, columns: np.ndarray, band: int, rows: i
     full = key[members]
     new_group = np.ones(n, dtype=bool)
     new_group[1:] = full[1:] != full[:-1]
+    if n > 1 and not np.array_equal(new_group[1:], (packed[1:] & ~low) != (packed[:-1] & ~low)):
+        # two different keys share their high bits (rare) and may interleave: sort by the full key instead
+        members = np.argsort(key, kind="stable")
+        full = key[members]
+        new_group[1:] = full[1:] != full[:-1]
     starts = np.flatnonzero(new_group)
     sizes = np.diff(np.append(starts, n))
     in_group = np.repeat(sizes >= 2, sizes)

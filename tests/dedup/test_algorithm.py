@@ -160,3 +160,14 @@ def test_band_collisions_happen_at_the_minhash_rate(pairs):
     assert equal.mean() == pytest.approx(j.mean(), abs=0.004)
     band_rate = equal.reshape(128, 5, n).all(axis=1).mean()
     assert band_rate == pytest.approx((j ** 5).mean(), abs=0.006)
+
+
+def test_band_groups_survive_keys_that_share_their_high_bits(monkeypatch):
+    """Keys are sorted with the column index packed into their low bits; keys that differ only there must
+    still form separate, complete groups."""
+    sig = np.array([[5, 7, 5, 7, 9, 5]], dtype=np.uint32)           # one band of one row
+    # a weak "mix" that keeps values 5, 7, 9 apart only in the low 3 bits (the packed column bits for 6 texts)
+    monkeypatch.setattr(minhash, "_fmix64", lambda h: (np.uint64(1) << np.uint64(40)) | (h & np.uint64(6)))
+    members, starts = minhash._band_groups(sig, np.arange(6), 0, 1)
+    groups = [members[a:b].tolist() for a, b in zip(starts, [*starts[1:], len(members)])]
+    assert sorted(groups) == [[0, 2, 5], [1, 3]]
