@@ -72,8 +72,8 @@ def _read_parquet_table(config: PipelineConfig, files: list[str]) -> pa.Table:
             table = pq.read_table(pa.BufferReader(read_bytes(f)))
         except (OSError, pa.ArrowException) as exc:
             raise StageError(f"input file {f}: unreadable as parquet ({exc})") from None
-        if table.num_rows == 0:
-            raise StageError(f"input file {f}: empty shard (0 rows); remove it or fix the step that wrote it")
+        # A 0-row shard with the right columns is what a filtering stage legitimately writes (the output of one
+        # pipeline is often the input of the next); it still has to agree on columns. All-empty input is an error.
         table = table.replace_schema_metadata(None)
         if first_schema is None:
             first_schema, first_file = table.schema, f
@@ -85,6 +85,8 @@ def _read_parquet_table(config: PipelineConfig, files: list[str]) -> pa.Table:
             table = table.append_column("source_file", pa.array([rel] * table.num_rows, pa.string()))
             table = table.append_column("source_row", pa.array(range(table.num_rows), pa.int64()))
         tables.append(table)
+    if not any(t.num_rows for t in tables):
+        raise StageError(f"input of pipeline {config.path}: every input shard is empty (0 rows): {files}")
     try:
         return pa.concat_tables(tables, promote_options="default")
     except pa.ArrowException as exc:
