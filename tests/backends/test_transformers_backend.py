@@ -141,3 +141,23 @@ def test_smollm2_stop_strings_and_bad_revision(smollm2):
     assert r.finish_reason == "stop" and "Paris" not in r.text and r.text.strip()
     with pytest.raises(ValueError, match="does not match the GGUF"):
         make_backend({"backend": "transformers", "model": "smollm2", "revision": "000000000000"})
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_gguf_dequantisation_without_accelerate_matches_transformers_path(smollm2, tmp_path, monkeypatch):
+    """The GPU image may lack `accelerate` (which transformers requires for gguf_file=): the direct
+    dequantisation path must give the very same weights as the cached directory built by transformers."""
+    import torch
+    import transformers.utils
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(transformers.utils, "is_accelerate_available", lambda: False)
+    monkeypatch.setenv("MEGASCIENCE_MODEL_CACHE", str(tmp_path))
+    gguf = local_models.smollm2_gguf_path()
+    rebuilt = local_models.dequantized_gguf_dir(gguf)
+    assert rebuilt.parent == tmp_path and (rebuilt / "tokenizer.json").is_file()
+    new = load_file(rebuilt / "model.safetensors")
+    reference = {k: v for k, v in smollm2.model.state_dict().items() if k in new}
+    assert set(new) == set(reference) and len(new) > 100
+    assert all(torch.equal(new[k], reference[k]) for k in new)
