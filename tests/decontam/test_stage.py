@@ -203,3 +203,13 @@ def test_report(tmp_path):
     assert "| **total** | 2 | 1 | 6 | 9 |" in md.read_text()
     assert json.loads(js.read_text()) == rep
     assert not list((tmp_path / "r").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("name", ["decontam_judge", "decontam_judge_brief"])
+def test_judge_prompts_render_both_questions(name):
+    from megascience_build.engine.prompts import load_prompt
+    tmpl = load_prompt(name)
+    assert tmpl.fields == {"question", "candidate"}
+    msgs = tmpl.render(question="Q-ONE {x}", candidate="Q-TWO $\\frac{1}{2}$")
+    assert msgs[0]["role"] == "system" and "Q-ONE {x}" in msgs[-1]["content"]
+    assert "Q-TWO $\\frac{1}{2}$" in msgs[-1]["content"] and "Decision: YES" in msgs[-1]["content"]

@@ -14,6 +14,11 @@ row only when all 5 are unparseable, available as drop_if_all_unparseable: true)
 max_tokens or failed ("length"/"error") is not an answer: unless another neighbour was judged YES, the row is
 dropped with "generation_<reason>", as for every LLM stage.
 
+Prompts (slot "judge"): decontam_judge.txt asks for a short analysis, then "Decision: YES/NO" (the paper's
+shape; give it max_tokens >= 256). decontam_judge_brief.txt asks for the decision line only, for small models
+on a CPU: use it with sampling {max_tokens: 16, stop: ["\n"]} so a reply ends at the decision line instead
+of running into max_tokens (which would drop the row as generation_length).
+
 `min_similarity` (default null = the paper: every top-k pair goes to the judge) skips pairs whose cosine is
 below the floor; with all-MiniLM-L6-v2 a floor around 0.5 removes most judge calls at little recall cost
 (see BENCHMARKS.md, Decontamination), which is how the CPU demo keeps the judge affordable.
