@@ -50,7 +50,8 @@ def parse_qa_pairs(text: object) -> list[tuple[str, str]] | None:
 
     Returns the pairs in order; [] when the model said NO_QA and gave no pair; None when the reply
     has neither a complete pair nor the NO_QA marker (unparseable). A question with no answer
-    before the next question is skipped, never merged into its neighbour. Labels count only at
+    before the next question is skipped, never merged into its neighbour; a pair repeated verbatim
+    (small models loop) is kept once. Labels count only at
     the start of a line, so a "question:" inside a sentence does not cut an answer short.
     """
     if not isinstance(text, str):
@@ -67,7 +68,7 @@ def parse_qa_pairs(text: object) -> list[tuple[str, str]] | None:
                 question = _clean(_NO_QA_LINE.sub("", body))
             elif question:
                 answer = _clean(_NO_QA_LINE.sub("", body))
-                if answer:
+                if answer and (question, answer) not in pairs:
                     pairs.append((question, answer))
                 question = None
         if pairs:

@@ -38,6 +38,11 @@ def test_qa_pairs_question_without_answer_is_skipped_not_merged():
     assert parse_qa_pairs(text) == [("second?", "yes")]
 
 
+def test_qa_pairs_verbatim_repeats_are_kept_once():
+    text = "Question: q1\nAnswer: a1\n\nQuestion: q1\nAnswer: a1\n\nQuestion: q1\nAnswer: a2"
+    assert parse_qa_pairs(text) == [("q1", "a1"), ("q1", "a2")]
+
+
 def test_qa_pairs_inline_labels_do_not_cut_answers():
     text = "Question: A ball is thrown. What is its range?\nAnswer: The answer: 12 m. Question: asked above."
     assert parse_qa_pairs(text) == [("A ball is thrown. What is its range?",
