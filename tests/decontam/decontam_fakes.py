@@ -122,3 +122,8 @@ class SmolLM2Judge:
                 text, ended = text[:cut], True
             results.append(GenerationResult(text, "stop" if ended else "length", completion_tokens=len(tokens)))
         return results
+
+
+def make_bow_embedder(spec=None):
+    """Embedder factory for pipeline files: `embedder: {backend: "decontam_fakes:make_bow_embedder", model: x}`."""
+    return BagOfWordsEmbedder()

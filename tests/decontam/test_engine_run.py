@@ -1,0 +1,57 @@
+"""The decontaminate stage run by the engine's local executor from a pipeline file: the scripted backend as
+judge, a registry of local files, drops and counters in the manifest, and the report helper on them."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from megascience_build.engine import records
+from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.pipeline_config import load_pipeline
+from megascience_build.stages.decontaminate import contamination_report
+
+BENCH = ["A ball of mass 2 kg moves at 3 m/s. What is its kinetic energy in joules?",
+         "Which organelle carries out photosynthesis in plant cells?"]
+TRAIN = ["Which organelle carries out photosynthesis in plant cells?",             # exact
+         "Find the kinetic energy, in joules, of a 2 kg ball that moves at 3 m/s.",  # judge YES
+         "Why is the sky blue during the day?",                                     # judge NO
+         "Explain how a lever multiplies force."]                                   # judge NO
+
+
+def test_pipeline_run(tmp_path):
+    (tmp_path / "bench.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in BENCH))
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump({"sets": {"mine": ["toy"]}, "benchmarks": {
+        "toy": {"file": {"path": "bench.jsonl"}, "question": "question"}}}))
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({
+        "id": [records.content_id("row", i) for i in range(len(TRAIN))],
+        "provenance": [records.new_provenance({"kind": "test", "row": i}) for i in range(len(TRAIN))],
+        "question": TRAIN}), tmp_path / "data" / "rows.parquet")
+    pipeline = {
+        "name": "decontam-engine-test", "seed": 0,
+        "input": {"parquet": ["data/*.parquet"], "rows_per_shard": 2},
+        "models": {
+            "judge": {"backend": "scripted", "model": "scripted/judge", "revision": "1", "options": {
+                "rules": [{"pattern": r"2 kg ball(?s:.*)kinetic energy in joules", "response": "Decision: YES"}],
+                "default": "Analysis: no.\nDecision: NO"}},
+            "embedder": {"backend": "decontam_fakes:make_bow_embedder", "model": "test/bow"}},
+        "stages": [{"stage": "decontaminate", "llm": "judge", "embedder": "embedder",
+                    "sampling": {"max_tokens": 64}, "prompts": {"judge": "decontam_judge.txt"},
+                    "params": {"registry": str(tmp_path / "registry.yaml"), "benchmarks": "mine", "top_k": 2}}],
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    manifest = run_local(load_pipeline(path), tmp_path / "work", RunOptions(progress=False))
+    stage = manifest["stages"][0]
+    assert (stage["rows_in"], stage["rows_out"]) == (4, 2)
+    assert stage["dropped"] == {"contaminated_exact": 1, "contaminated_judge": 1}
+    assert stage["counters"]["judge_calls"] == 6 and stage["counters"]["judge_yes"] == 1
+    rep = contamination_report(stage["counters"])
+    assert rep["benchmarks"] == {"toy": {"exact": 1, "ngram": 0, "judge": 1, "total": 2}}
+    out = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "work" / "output").glob("*.parquet"))])
+    assert sorted(out.column("question").to_pylist()) == sorted(TRAIN[2:])
+    prov = json.loads(out.column("provenance")[0].as_py())
+    assert prov["steps"][-1]["model"] == "scripted/judge" and prov["signals"]["decontamination"]["judged"] == 2
