@@ -60,6 +60,13 @@ def test_dummy_model_identity_and_context_errors(tiny):
     assert too_long.finish_reason == "error" and "context length 8192" in too_long.error
 
 
+def test_bad_dummy_settings_are_named():
+    with pytest.raises(ValueError, match="dtype 'fp32'"):
+        make_backend({"backend": "transformers", "model": "x", "options": {"dummy": True, "dtype": "fp32"}})
+    with pytest.raises(ValueError, match="tiny-llama"):
+        make_backend({"backend": "transformers", "model": "x", "options": {"dummy": True, "config": "gpt-9"}})
+
+
 def test_out_of_memory_halves_the_batch(tiny, monkeypatch):
     import torch
 

@@ -94,8 +94,11 @@ class TransformersBackend:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         if dtype == "auto":
             self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        else:
+        elif isinstance(getattr(torch, str(dtype), None), torch.dtype):
             self.dtype = getattr(torch, dtype)
+        else:
+            raise ValueError(f"transformers backend {model!r}: dtype {dtype!r} is not a torch dtype "
+                             f"(use auto, bfloat16, float16 or float32)")
         self.max_batch_size = int(max_batch_size)
         self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else (
             262144 if self.device.startswith("cuda") else 16384)
