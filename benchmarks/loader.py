@@ -24,7 +24,7 @@ import datasets
 import pyarrow.parquet as pq
 
 import megascience_datasets as msd
-from megascience_datasets.builder import Megascience, data_files_dict
+from megascience_datasets.builder import data_files_dict
 from megascience_datasets.repo_folder import write_repo_folder
 from megascience_datasets.testing import fixture_table
 

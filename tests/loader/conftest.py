@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from megascience_datasets.hubmirror import Mirror, commit_folder, git, init_repo
+from megascience_datasets.hubmirror import Mirror, commit_folder, init_repo
 from megascience_datasets.repo_folder import write_repo_folder
 from megascience_datasets.testing import fixture_table
 
