@@ -24,6 +24,9 @@ _QA_LABEL = re.compile(
     r"(?P<kind>question|answer|solution|q|a)"
     r"(?:[ \t]*\#?[ \t]*\d+)?[ \t]*[*_]*[ \t]*[:：][ \t]*[*_]*[ \t]*",
     re.I | re.M)
+_INLINE_ANSWER = re.compile(r"[ \t]+[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*", re.I)
+_NUMBERED_ITEM = re.compile(r"^[ \t]*\d+[.)][ \t]+(?P<q>\S[^\n]*?)[ \t]+[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*(?P<a>\S[^\n]*)$",
+                            re.I | re.M)
 # The "no pair here" marker, alone on its line, possibly bracketed or bold ("[NO QA]", "**NO_QA**").
 _NO_QA_LINE = re.compile(r"^[ \t*_\[(`\"']*NO[ _\-]?QA[ \t*_\])`\"'.]*$", re.I | re.M)
 _UNUSABLE_LINE = re.compile(r"^[ \t*_\[(`\"'#]*UNUSABLE\b[^\n]*$", re.M)
@@ -51,26 +54,41 @@ def parse_qa_pairs(text: object) -> list[tuple[str, str]] | None:
     Returns the pairs in order; [] when the model said NO_QA and gave no pair; None when the reply
     has neither a complete pair nor the NO_QA marker (unparseable). A question with no answer
     before the next question is skipped, never merged into its neighbour; a pair repeated verbatim
-    (small models loop) is kept once. Labels count only at
-    the start of a line, so a "question:" inside a sentence does not cut an answer short.
+    (small models loop) is kept once. Labels count only at the start of a line, so a "question:"
+    inside a sentence does not cut an answer short; the one exception is a one-line
+    "Question: ... Answer: ..." with no answer label after it. With no labelled pair at all, a
+    numbered exercise line "3. <question> Answer: <answer>" counts as a pair.
     """
     if not isinstance(text, str):
         return None
     try:
         labels = list(_QA_LABEL.finditer(text))
         pairs: list[tuple[str, str]] = []
+
+        def add(q: str, a: str) -> None:
+            q, a = _clean(_NO_QA_LINE.sub("", q)), _clean(_NO_QA_LINE.sub("", a))
+            if q and a and (q, a) not in pairs:
+                pairs.append((q, a))
+
         question: str | None = None
         for i, m in enumerate(labels):
             end = labels[i + 1].start() if i + 1 < len(labels) else len(text)
             body = text[m.end():end]
             kind = m.group("kind").lower()
+            next_is_answer = i + 1 < len(labels) and labels[i + 1].group("kind").lower() not in ("question", "q")
             if kind in ("question", "q"):
-                question = _clean(_NO_QA_LINE.sub("", body))
-            elif question:
-                answer = _clean(_NO_QA_LINE.sub("", body))
-                if answer and (question, answer) not in pairs:
-                    pairs.append((question, answer))
+                inline = _INLINE_ANSWER.search(body)
+                if inline and not next_is_answer:          # "Question: ... Answer: ..." on one line
+                    add(body[:inline.start()], body[inline.end():])
+                    question = None
+                else:
+                    question = body
+            elif question is not None:
+                add(question, body)
                 question = None
+        if not pairs:                                      # a numbered exercise list: "3. ... Answer: ..."
+            for m in _NUMBERED_ITEM.finditer(text):
+                add(m.group("q"), m.group("a"))
         if pairs:
             return pairs
         return [] if _NO_QA_LINE.search(text) else None

@@ -38,6 +38,17 @@ def test_qa_pairs_question_without_answer_is_skipped_not_merged():
     assert parse_qa_pairs(text) == [("second?", "yes")]
 
 
+def test_qa_pairs_one_line_pairs_and_numbered_exercises():
+    assert parse_qa_pairs("Question: What is 2 + 2? Answer: 4") == [("What is 2 + 2?", "4")]
+    # an inline "answer:" is part of the question when an Answer label follows
+    assert parse_qa_pairs("Question: Give your answer: in m/s. Speed?\nAnswer: 3 m/s") == \
+        [("Give your answer: in m/s. Speed?", "3 m/s")]
+    assert parse_qa_pairs("Exercises\n1. Sum 5 + 15. Answer: 20.\n2) Find x if 2x = 6. **Answer:** 3\n3. No answer.") \
+        == [("Sum 5 + 15.", "20."), ("Find x if 2x = 6.", "3")]
+    # numbered lines count only when no labelled pair exists
+    assert parse_qa_pairs("Question: q\nAnswer: a\n1. x Answer: y") == [("q", "a\n1. x Answer: y")]
+
+
 def test_qa_pairs_verbatim_repeats_are_kept_once():
     text = "Question: q1\nAnswer: a1\n\nQuestion: q1\nAnswer: a1\n\nQuestion: q1\nAnswer: a2"
     assert parse_qa_pairs(text) == [("q1", "a1"), ("q1", "a2")]

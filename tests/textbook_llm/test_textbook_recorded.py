@@ -61,7 +61,8 @@ EXPECTED = {
     ("extract_high_biology", 1): None,         # restates the task, no pair, no NO_QA
     ("extract_high_economics", 0): None,       # "The answer is: 6.1 Market equilibrium" ...
     ("extract_high_mathematics", 0): None,     # a numbered list of statements, no Question/Answer labels
-    ("extract_low_mathematics", 0): None,      # "1. Find the sum ... Answer: 1820." inline, not a labelled pair
+    # "1. Find the sum ... Answer: 1820." echoed from the exercise list: a numbered item with an inline answer
+    ("extract_low_mathematics", 0): [("Find the sum of the first 6 terms of the series 5 + 15 + 45 + ...", "1820.")],
     ("refine_qa", 0): None, ("refine_qa", 1): None, ("refine_qa", 2): None,   # "The answer is ..." only
     ("judge_cot", 0): False,                   # "Decision: YES" then "Decision: NO": the last one counts
     ("judge_cot", 1): None,                    # no decision, no YES/NO word
@@ -130,16 +131,16 @@ def pair_rows():
 def test_extract_qa_on_recorded_replies(recorded):
     stage = ExtractQA()
     out = stage.process(chunk_rows(), FakeCtx(stage, {None: replay(recorded)}))
-    # five of the 28 replies are complete, none of them a labelled pair; only the mathematics chunk got
-    # two complete replies, every other chunk had a reply cut off at 200 tokens (which takes precedence)
-    assert out.kept.num_rows == 0
-    reasons = dict(out.dropped)
-    assert len(reasons) == 14
-    assert [i for i, r in sorted(reasons.items()) if r == "unparseable"] == [0]
-    assert all(r == "generation_length" for i, r in reasons.items() if i != 0)
-    assert out.counters["high_unparseable"] == 4 and out.counters["low_unparseable"] == 1
+    # five of the 28 replies are complete; one of them (the mathematics chunk, low standard) holds a
+    # pair; every chunk without a pair had a reply cut off at 200 tokens (which takes precedence)
+    (row,) = out.kept.to_pylist()
+    assert (row["question"], row["answer"], row["standard"]) == (
+        "Find the sum of the first 6 terms of the series 5 + 15 + 45 + ...", "1820.", "low")
+    assert row["chunk_id"] == chunk_rows()[records.ID][0].as_py()
+    assert out.dropped == [(i, "generation_length") for i in range(1, 14)]
+    assert out.counters["high_unparseable"] == 4 and out.counters["low_pairs"] == 1
     assert out.counters["high_generation_length"] + out.counters["low_generation_length"] == 28 - 5
-    assert out.counters["chunks_with_pairs"] == 0
+    assert out.counters["chunks_with_pairs"] == 1
 
 
 def test_refine_filter_cot_reference_on_recorded_replies(recorded):
