@@ -176,9 +176,20 @@ def test_refine_qa_replaces_pairs_and_counts_drops():
     assert signals_of(out.kept)[0] == {"refined": True, "refined_answer_boxed": True}
 
 
+def test_refine_qa_keep_extracted_keeps_unreadable_pairs_unchanged():
+    stage = RefineQA({"on_unparseable": "keep_extracted"})
+    out = stage.process(refine_rows(), FakeCtx(stage, {None: FakeLLM(refine_reply)}))
+    assert out.dropped == [(1, "refine_rejected"), (3, "generation_length")]
+    assert out.counters["unparseable_refinement"] == 1 and out.counters["refined"] == 1
+    assert out.kept.column("question").to_pylist()[1] == "Q-garbage"
+    assert [s["refined"] for s in signals_of(out.kept)] == [True, False]
+
+
 def test_refine_qa_param_check():
     with pytest.raises(StageError, match="max_chunk_chars"):
         RefineQA({"max_chunk_chars": 0})
+    with pytest.raises(StageError, match="on_unparseable"):
+        RefineQA({"on_unparseable": "keep"})
 
 
 # -- cot ----------------------------------------------------------------------------------------------
@@ -283,6 +294,15 @@ def test_filter_qa_keeps_only_yes():
                             "filter_accepted": 2}
     assert steps_of(out.kept)[0][-1]["prompt"] == "filter_qa"
     assert signals_of(out.kept) == [{"filter_verdict": "yes"}] * 2
+
+    stage = FilterQA({"on_unparseable": "keep"})
+    out = stage.process(rows, FakeCtx(stage, {None: llm}))
+    assert out.kept.column("question").to_pylist() == ["Q0", "Q2", "Q4"]
+    assert out.dropped == [(1, "filter_rejected"), (3, "generation_error")]
+    assert out.counters["unparseable_filter_verdict"] == 1 and out.counters["filter_accepted"] == 2
+    assert [s["filter_verdict"] for s in signals_of(out.kept)] == ["yes", "unparseable", "yes"]
+    with pytest.raises(StageError, match="on_unparseable"):
+        FilterQA({"on_unparseable": "supplement"})
 
 
 # -- reference_answer ------------------------------------------------------------------------------------
