@@ -183,10 +183,14 @@ def test_parameters_checked():
         s.check_schema(pa.schema([("id", pa.string()), ("provenance", pa.string()), ("question", pa.string())]))
 
 
-def test_unknown_benchmark_is_a_clear_error(registry, make_ctx):
-    from megascience_build.benchmarks_registry import BenchmarkError
-    with pytest.raises(BenchmarkError, match="unknown benchmark or set 'nope'"):
-        stage_class("decontaminate")({"registry": registry, "benchmarks": ["nope"]}).index()
+def test_unknown_benchmark_is_a_clear_error_before_work(registry, tmp_path):
+    with pytest.raises(StageError, match="'decontaminate': unknown benchmark or set 'nope'"):
+        stage_class("decontaminate")({"registry": registry, "benchmarks": ["nope"]})
+    with pytest.raises(StageError, match="cannot read"):
+        stage_class("decontaminate")({"registry": str(tmp_path / "missing.yaml")})
+    # the packaged registry has both sets the shipped pipelines use
+    for name in ("paper", "offline"):
+        stage_class("decontaminate")({"benchmarks": name})
 
 
 def test_report(tmp_path):

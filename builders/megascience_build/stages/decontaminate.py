@@ -47,7 +47,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..backends.base import GenerationRequest
-from ..benchmarks_registry import (BenchmarkQuestion, fingerprint, load_benchmarks, load_registry)
+from ..benchmarks_registry import (BenchmarkError, BenchmarkQuestion, fingerprint, load_benchmarks,
+                                   load_registry)
 from ..decontam_match import NgramIndex, top_k
 from ..engine import records
 from ..engine.records import ID, PROVENANCE
@@ -148,6 +149,10 @@ class Decontaminate(Stage):
             raise StageError(f"stage {self.label!r}: min_similarity must be null or a cosine in [-1, 1]")
         if not p["benchmarks"]:
             raise StageError(f"stage {self.label!r}: benchmarks must name a set or list benchmarks")
+        try:   # names are checked now; the questions are read when the first batch arrives
+            load_registry(_registry_path(p["registry"])).select(p["benchmarks"])
+        except BenchmarkError as e:
+            raise StageError(f"stage {self.label!r}: {e}") from None
 
     def index(self) -> BenchmarkIndex:
         p = self.params
