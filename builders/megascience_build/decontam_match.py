@@ -89,13 +89,19 @@ class NgramIndex:
         return int(self.owners[at[hit[0]]]) if len(hit) else None
 
 
-def top_k(queries: np.ndarray, index: np.ndarray, k: int, max_block_bytes: int = 64 << 20
-          ) -> tuple[np.ndarray, np.ndarray]:
+def top_k(queries: np.ndarray, index: np.ndarray, k: int, max_block_bytes: int = 64 << 20,
+          device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The k most similar rows of `index` for each query row (dot product = cosine for L2-normalised rows).
 
     Returns (positions, similarities), each of shape (len(queries), min(k, len(index))), best first.
     The similarity matrix is computed a block of queries at a time, each block at most `max_block_bytes`.
+    device "cpu" uses numpy; "cuda" (or "cuda:N") runs the products and the top-k in torch on that GPU;
+    "auto" picks "cuda" when torch sees a GPU.
     """
+    if device == "auto":
+        device = "cuda" if _cuda_available() else "cpu"
+    if device != "cpu":
+        return _top_k_torch(queries, index, k, max_block_bytes, device)
     queries = np.asarray(queries, dtype=np.float32)
     index = np.asarray(index, dtype=np.float32)
     if queries.ndim != 2 or index.ndim != 2 or queries.shape[1] != index.shape[1]:
@@ -116,4 +122,34 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, max_block_bytes: int =
         order = np.argsort(-part_sims, axis=1, kind="stable")
         positions[start:start + block] = np.take_along_axis(part, order, axis=1)
         sims[start:start + block] = np.take_along_axis(part_sims, order, axis=1)
+    return positions, sims
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _top_k_torch(queries, index, k: int, max_block_bytes: int, device: str) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    index = np.ascontiguousarray(index, dtype=np.float32)
+    if queries.ndim != 2 or index.ndim != 2 or queries.shape[1] != index.shape[1]:
+        raise ValueError(f"embedding shapes do not match: queries {queries.shape}, index {index.shape}")
+    k = min(k, len(index))
+    positions = np.zeros((len(queries), k), dtype=np.int64)
+    sims = np.zeros((len(queries), k), dtype=np.float32)
+    if k == 0 or len(queries) == 0:
+        return positions, sims
+    bench = torch.from_numpy(index).to(device)
+    block = max(1, max_block_bytes // (4 * len(index)))
+    with torch.no_grad():
+        for start in range(0, len(queries), block):
+            q = torch.from_numpy(queries[start:start + block]).to(device)
+            values, where = torch.topk(q @ bench.T, k, dim=1)      # sorted, best first
+            positions[start:start + block] = where.cpu().numpy()
+            sims[start:start + block] = values.cpu().numpy()
     return positions, sims

@@ -69,3 +69,15 @@ def test_top_k_matches_brute_force_across_blocks():
     with pytest.raises(ValueError, match="shapes do not match"):
         top_k(q, b[:, :4], 5)
     assert top_k(q[:0], b, 5)[0].shape == (0, 5)
+
+
+def test_top_k_torch_path_agrees_with_numpy():
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(23, 16)).astype(np.float32)
+    b = rng.normal(size=(57, 16)).astype(np.float32)
+    ref_pos, ref_sims = top_k(q, b, 5)
+    # the torch code path on the CPU device (the same code runs on "cuda")
+    from megascience_build.decontam_match import _top_k_torch
+    pos, sims = _top_k_torch(q, b, 5, max_block_bytes=4 * 57 * 4, device="cpu")
+    assert (pos == ref_pos).all() and np.allclose(sims, ref_sims, atol=1e-5)
+    assert top_k(q, b, 5, device="auto")[0].shape == (23, 5)

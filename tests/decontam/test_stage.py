@@ -174,7 +174,7 @@ def test_no_judge_needed_when_all_short_circuit(registry, make_ctx):
 def test_parameters_checked():
     cls = stage_class("decontaminate")
     for bad in ({"top_k": 0}, {"ngram": 5, "ngram_min_words": 8}, {"min_similarity": 2},
-                {"question_field": ""}, {"benchmarks": []}, {"judge": "x"}):
+                {"question_field": ""}, {"benchmarks": []}, {"judge": "x"}, {"search_device": "tpu"}):
         with pytest.raises(StageError):
             cls(bad)
     s = cls({"question_field": "refined_question"})

@@ -131,6 +131,7 @@ class Decontaminate(Stage):
         "min_similarity": None,            # null: judge every top-k pair (the paper)
         "drop_if_all_unparseable": False,  # true: the authors' code
         "index_cache_dir": None,
+        "search_device": "cpu",            # "cpu" (numpy), "cuda", or "auto" (the GPU when torch sees one)
     }
 
     def __init__(self, params=None, **kw):
@@ -148,6 +149,8 @@ class Decontaminate(Stage):
         floor = p["min_similarity"]
         if floor is not None and not (isinstance(floor, (int, float)) and -1 <= floor <= 1):
             raise StageError(f"stage {self.label!r}: min_similarity must be null or a cosine in [-1, 1]")
+        if not (p["search_device"] in ("cpu", "auto") or str(p["search_device"]).startswith("cuda")):
+            raise StageError(f"stage {self.label!r}: search_device must be cpu, cuda[:N] or auto")
         if not p["benchmarks"]:
             raise StageError(f"stage {self.label!r}: benchmarks must name a set or list benchmarks")
         try:   # names are checked now; the questions are read when the first batch arrives
@@ -190,7 +193,8 @@ class Decontaminate(Stage):
             step.update(model=llm.model_id, revision=llm.revision, prompt=template.name,
                         prompt_sha256=template.sha256, embedder=getattr(embedder, "model_id", None))
             query_vecs = np.asarray(embedder.encode([questions[i] for i in to_judge]), dtype=np.float32)
-            positions, sims = top_k(query_vecs, index.embeddings(embedder, p["index_cache_dir"]), p["top_k"])
+            positions, sims = top_k(query_vecs, index.embeddings(embedder, p["index_cache_dir"]), p["top_k"],
+                                    device=p["search_device"])
             requests, pairs = [], []
             for row, i in enumerate(to_judge):
                 for pos, sim in zip(positions[row], sims[row]):
