@@ -530,38 +530,31 @@ class _ExactJaccard:
         np.cumsum(n_shingles, out=self.starts[1:])
         self.text_of_node = text_of_node
 
-    def _gather(self, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _tagged(self, nodes: np.ndarray, side: int) -> np.ndarray:
+        """(pair << 33 | hash << 1 | side) for every shingle of each pair's text on this side."""
+        texts = self.text_of_node[nodes]
         first, counts = self.starts[texts], self.starts[texts + 1] - self.starts[texts]
-        owner = np.repeat(np.arange(len(texts)), counts)
+        pair = np.repeat(np.arange(len(texts), dtype=np.uint64), counts)
         offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return owner, self.shingles[np.repeat(first, counts) + offset]
+        hashes = self.shingles[np.repeat(first, counts) + offset].astype(np.uint64)
+        return (pair << _U64(33)) | (hashes << _U64(1)) | _U64(side)
 
     def __call__(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         result = np.empty(len(u), dtype=np.float64)
         for lo in range(0, len(u), VERIFY_PAIRS_PER_CHUNK):
             cu, cv = u[lo:lo + VERIFY_PAIRS_PER_CHUNK], v[lo:lo + VERIFY_PAIRS_PER_CHUNK]
-            both = self.text_of_node[np.concatenate([cu, cv])]
-            texts = _sorted_unique(both)
-            local = np.searchsorted(texts, both)
-            lu, lv = local[:len(cu)], local[len(cu):]
-            owner, hashes = self._gather(texts)
-            # each text's set, sorted: keys (local text << 32 | hash), duplicates removed
-            keys = _sorted_unique((owner.astype(np.uint64) << _U64(32)) | hashes.astype(np.uint64))
-            size = np.bincount((keys >> _U64(32)).astype(np.int64), minlength=len(texts))
-            set_start = np.zeros(len(texts) + 1, dtype=np.int64)
-            np.cumsum(size, out=set_start[1:])
-
-            def elements(local):                # (pair << 32 | hash) for every element of each pair's set
-                n = size[local]
-                pair = np.repeat(np.arange(len(local), dtype=np.uint64), n)
-                offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-                return (pair << _U64(32)) | (keys[np.repeat(set_start[local], n) + offset] & _MAX_32)
-
-            # an element of both sets appears twice in the sorted union of the pair's two sets
-            merged = np.sort(np.concatenate([elements(lu), elements(lv)]))
-            twice = merged[1:][merged[1:] == merged[:-1]]
-            inter = np.bincount((twice >> _U64(32)).astype(np.int64), minlength=len(cu))
-            result[lo:lo + len(cu)] = inter / (size[lu] + size[lv] - inter)
+            # one sort of both sides' shingles; repeats inside a text collapse, so what is left are the two
+            # sets, and a shingle of both sets appears as a (side 0, side 1) neighbour pair
+            keys = np.sort(np.concatenate([self._tagged(cu, 0), self._tagged(cv, 1)]))
+            keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+            pair = (keys >> _U64(33)).astype(np.int64)
+            side = (keys & _U64(1)).astype(bool)
+            size_u = np.bincount(pair[~side], minlength=len(cu))
+            size_v = np.bincount(pair[side], minlength=len(cu))
+            element = keys >> _U64(1)
+            shared = element[1:] == element[:-1]
+            inter = np.bincount(pair[1:][shared], minlength=len(cu))
+            result[lo:lo + len(cu)] = inter / (size_u + size_v - inter)
         return result
 
 

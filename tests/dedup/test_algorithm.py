@@ -147,6 +147,10 @@ def test_exact_jaccard_matches_python_sets(pairs):
     exact = minhash._ExactJaccard(feats.shingles, feats.n_shingles, np.arange(len(texts)))
     got = exact(np.arange(300), np.arange(300, 600))
     assert np.allclose(got, pairs.similarity[:300])
+    # repeated shingles count once: {abc, bca, cab} against {abc}
+    feats = minhash._paper_features(pa.array(["a b c a b c a b c", "a b c", "x y"]), 3)
+    exact = minhash._ExactJaccard(feats.shingles, feats.n_shingles, np.arange(3))
+    assert exact(np.array([0, 0, 1]), np.array([1, 0, 2])).tolist() == [1 / 3, 1.0, 0.0]
 
 
 def test_band_collisions_happen_at_the_minhash_rate(pairs):
