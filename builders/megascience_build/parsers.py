@@ -21,7 +21,7 @@ UNUSABLE = "UNUSABLE"
 # headings, list bullets, numbering ("Question 2:", "2. Question:", "Q2:"), full-width colon.
 _QA_LABEL = re.compile(
     r"^[ \t>#*_\-]*(?:\d+[.)][ \t]*)?[*_]*"
-    r"(?P<kind>question|answer|solution|q|a)"
+    r"(?P<kind>question|answer|solution|the answer is|q|a)"
     r"(?:[ \t]*\#?[ \t]*\d+)?[ \t]*[*_]*[ \t]*[:：][ \t]*[*_]*[ \t]*",
     re.I | re.M)
 _INLINE_ANSWER = re.compile(r"[ \t]+[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*", re.I)

@@ -174,3 +174,11 @@ def test_parsers_accept_any_value(value):
     for parse in PARSERS:
         result = parse(value)
         assert result is None or isinstance(result, (str, list, bool, Refinement))
+
+
+def test_qa_pairs_accept_the_answer_is_label_at_line_start():
+    # small models (SmolLM2 with the low-standard prompt) write "The answer is:" instead of "Answer:"
+    reply = "Question: If x = 2, what is x + 1?\n\nThe answer is:\n\n3, because 2 + 1 = 3."
+    assert parse_qa_pairs(reply) == [("If x = 2, what is x + 1?", "3, because 2 + 1 = 3.")]
+    # inside a sentence it is not a label
+    assert parse_qa_pairs("Question: Why?\nAnswer: The answer is: because.") == [("Why?", "The answer is: because.")]
