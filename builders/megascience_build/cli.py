@@ -1,4 +1,4 @@
-"""`megascience-build`: run a pipeline into a work directory, show its status, render its report.
+"""`megascience-build`: run a pipeline into a work directory, show its status, render its report, release.
 
 Exit codes: 0 success; 2 configuration or input error (found before any work); 1 run failure (including a
 locked work directory and a --cache-only miss); 130 interrupted.
@@ -56,6 +56,33 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rewrite report.md and report.png from the manifest",
                             description="Render report.md and report.png from WORK/manifest.json and print the markdown.")
     report.add_argument("--work", type=Path, required=True)
+
+    rel = sub.add_parser("release", help="assemble the dataset repository folder from finished work directories; "
+                                         "optionally commit it to git and publish it to a Hub repository",
+                         description="Assemble the dataset repository folder (README YAML, data/<config>/*.parquet, "
+                                     "manifest.json, cards/) from finished work directories; with --git make it a "
+                                     "git repository (deterministic commit, tag); with --publish upload it to a Hub "
+                                     "dataset repository and tag the commit. RELEASE.json records the commit sha.")
+    rel.add_argument("--work", action="append", default=[], metavar="NAME=WORKDIR",
+                     help="a finished pipeline's work directory; NAME is the pipeline (textbook, "
+                          "natural_reasoning, megascience, ...). Repeatable")
+    rel.add_argument("--from-config", type=Path, metavar="FILE",
+                     help="release.yaml: works {name: dir}, dest, configs, complete, default, tag, message, git, "
+                          "publish {repo, endpoint, token_env}; command-line options override it")
+    rel.add_argument("--dest", type=Path, help="the folder to write (required here or in the file)")
+    rel.add_argument("--config", dest="configs", action="append", metavar="CONFIG",
+                     help="release only these configurations (repeatable; default: every one the work dirs give)")
+    rel.add_argument("--complete", action="store_true", default=None,
+                     help="require every catalogue configuration (the full project release)")
+    rel.add_argument("--default", help="the default configuration (default: textbook, else megascience, else first)")
+    rel.add_argument("--tag", help="release tag, e.g. v1.0 (git tag and Hub tag)")
+    rel.add_argument("--message", help="commit message")
+    rel.add_argument("--overwrite", action="store_true", help="replace the content of a non-empty --dest (.git kept)")
+    rel.add_argument("--git", action="store_true", default=None,
+                     help="commit the folder to a git repository at --dest (fixed author/date) and tag it")
+    rel.add_argument("--publish", metavar="REPO_ID", help="upload to this Hub dataset repository and tag the commit")
+    rel.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
+    rel.add_argument("--token-env", metavar="VAR", help="environment variable holding the Hub token")
     return parser
 
 
@@ -133,11 +160,43 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def cmd_release(args) -> int:
+    from .release import ReleaseError, ReleaseOptions, load_release_file, parse_work, release
+
+    try:
+        doc = load_release_file(args.from_config) if args.from_config else {}
+        works = dict(doc.get("works", {}))
+        works.update(parse_work(w) for w in args.work)
+        picked = {k: getattr(args, k) for k in ("dest", "configs", "complete", "default", "tag", "message", "git",
+                                                 "publish", "endpoint", "token_env") if getattr(args, k) is not None}
+        merged = {**{k: v for k, v in doc.items() if k != "works"}, **picked}
+        if merged.get("dest") is None:
+            raise ReleaseError("--dest is required (or `dest:` in the --from-config file)")
+        opts = ReleaseOptions(works=works, overwrite=args.overwrite, **merged)
+        record = release(opts)
+    except ReleaseError as exc:
+        print(f"megascience-build: release error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # the Hub or git failed after the folder was written
+        logging.getLogger("megascience_build").exception("release failed")
+        print(f"megascience-build: release failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    rows = sum(c["rows"] for c in record["configs"].values())
+    print(f"released {len(record['configs'])} configuration(s), {rows} rows, into {opts.dest}")
+    if record.get("git"):
+        print(f"git commit {record['git']['sha']}" + (f" (tag {record['tag']})" if record["tag"] else ""))
+    if record.get("hub"):
+        print(f"published {record['hub']['repo']} commit {record['hub']['sha']} (tag {record['tag']})")
+    if record["sha"]:
+        print(record["sha"])
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return {"run": cmd_run, "status": cmd_status, "report": cmd_report}[args.command](args)
+    return {"run": cmd_run, "status": cmd_status, "report": cmd_report, "release": cmd_release}[args.command](args)
 
 
 if __name__ == "__main__":
