@@ -15,6 +15,7 @@ author, committer and date).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -137,7 +138,15 @@ def _read_work_manifest(name: str, work: Path) -> dict:
         raise ReleaseError(f"{path}: not valid JSON ({e})") from None
 
 
-def _run_fields(manifest: dict, upto: int) -> dict[str, Any]:
+def _input_record(work: Path, manifest: dict) -> dict[str, Any]:
+    """What a run read, without the builder's local paths: kind, rows and the sha256 of each input shard."""
+    given = manifest.get("input", {})
+    return {"kind": given.get("kind"), "rows": given.get("rows"), "limit": given.get("limit"),
+            "shards_sha256": [hashlib.sha256(p.read_bytes()).hexdigest()
+                              for p in sorted((work / "input").glob("part-*.parquet"))]}
+
+
+def _run_fields(work: Path, manifest: dict, upto: int) -> dict[str, Any]:
     """The manifest fields of one configuration: the run, its input, models, prompts and counts up to a stage
     (the same fields mixture_release.assemble writes for the mixture side)."""
     stages = manifest["stages"][:upto + 1]
@@ -147,7 +156,7 @@ def _run_fields(manifest: dict, upto: int) -> dict[str, Any]:
         "pipeline": {"name": manifest["name"], "sha256": manifest["pipeline"]["sha256"],
                      "seed": manifest["pipeline"]["seed"]},
         "stage": stages[-1]["label"],
-        "upstream": {"input": manifest.get("input", {})},
+        "upstream": {"input": _input_record(work, manifest)},
         "models": [json.loads(m) for m in models],
         "prompts": [{"name": n, "sha256": h} for n, h in prompts],
         "counts": [{"stage": s["label"], "rows_in": s.get("rows_in"), "rows_out": s.get("rows_out"),
@@ -170,7 +179,7 @@ def _textbook_config(name: str, work: Path, manifest: dict, columns: list[str]) 
     if missing:
         raise ReleaseError(f"{work}: the final stage of {name!r} lacks column(s) {missing} of configuration "
                            f"{name!r}")
-    return table.select(columns), _run_fields(manifest, len(manifest["stages"]) - 1)
+    return table.select(columns), _run_fields(work, manifest, len(manifest["stages"]) - 1)
 
 
 def assemble_release(works: Mapping[str, Path], configs: Sequence[str] | None = None,

@@ -98,9 +98,10 @@ def build_all(root: Path, *, cache_from: dict[str, Path] | None = None) -> dict[
         pq.write_table(pa.Table.from_pylist(nr_rows(40), NR_SCHEMA), src / "nr" / "part-0.parquet")
         pq.write_table(book_rows(48), src / "book" / "part-0.parquet")
         pq.write_table(book_rows(30, distill_every=3), src / "distill" / "part-0.parquet")
-    pipelines = {"textbook": textbook_pipeline(root, str(src / "book" / "*.parquet")),
-                 "textbook_difficulty_distill": distill_pipeline(root, str(src / "distill" / "*.parquet")),
-                 "natural_reasoning": natural_reasoning_pipeline(root, str(src / "nr" / "*.parquet"))}
+    # input globs relative to the pipeline file: the same pipeline bytes (and sha256) wherever root is
+    pipelines = {"textbook": textbook_pipeline(root, "sources/book/*.parquet"),
+                 "textbook_difficulty_distill": distill_pipeline(root, "sources/distill/*.parquet"),
+                 "natural_reasoning": natural_reasoning_pipeline(root, "sources/nr/*.parquet")}
     works = {}
     for name, path in pipelines.items():
         work = root / f"work_{name}"

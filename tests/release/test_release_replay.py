@@ -43,6 +43,11 @@ def test_cache_only_rebuild_verifies_against_the_published_manifest(built, relea
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("OK ")
     ours = json.loads((rebuild / "manifest.json").read_text())
+    # the whole folder, manifest and README included, is the released one: nothing in it names the build's paths
+    files = sorted(p.relative_to(rebuild) for p in rebuild.rglob("*") if p.is_file() and p.name != "RELEASE.json")
+    assert files == sorted(p.relative_to(released["dest"]) for p in released["dest"].rglob("*")
+                           if p.is_file() and ".git" not in p.parts and p.name != "RELEASE.json")
+    assert all((rebuild / f).read_bytes() == (released["dest"] / f).read_bytes() for f in files)
     for name, conf in json.loads(published.read_text())["configs"].items():
         for shard in conf["shards"]:   # byte-identical, not only equal digests in two manifests
             assert (rebuild / shard["path"]).read_bytes() == (released["dest"] / shard["path"]).read_bytes()
