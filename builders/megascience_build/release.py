@@ -250,6 +250,7 @@ def family_cards(cards_dir: Path, groups: Sequence[str]) -> dict[str, str]:
 def write_release_folder(opts: ReleaseOptions, staging: Path) -> dict:
     """Write the folder into `staging` (a new directory); return its manifest."""
     from megascience_datasets.catalogue import load_catalogue
+    from megascience_datasets.errors import MegascienceError
     from megascience_datasets.repo_folder import write_repo_folder
 
     tables, extra, sources = assemble_release(opts.works, opts.configs, opts.complete)
@@ -262,8 +263,11 @@ def write_release_folder(opts: ReleaseOptions, staging: Path) -> dict:
     if opts.publish:
         revision["repo"] = opts.publish
         revision["url"] = f"{(opts.endpoint or 'https://huggingface.co').rstrip('/')}/datasets/{opts.publish}"
-    manifest = write_repo_folder(staging, tables, revision=revision, extra=extra, default=default,
-                                 cards=family_cards(opts.cards_dir, groups))
+    try:
+        manifest = write_repo_folder(staging, tables, revision=revision, extra=extra, default=default,
+                                     cards=family_cards(opts.cards_dir, groups))
+    except MegascienceError as exc:   # e.g. a configuration with no rows, or a column of the wrong type
+        raise ReleaseError(str(exc)) from None
     (staging / "cards").mkdir()
     for g in groups:
         shutil.copyfile(opts.cards_dir / f"{g}.md", staging / "cards" / f"{g}.md")

@@ -107,3 +107,19 @@ def test_publish_to_an_unreachable_endpoint_fails_after_writing_the_folder(built
                       "--token-env", "MEGASCIENCE_TEST_TOKEN")
     assert out.returncode == 1 and "release failed" in out.stderr
     assert (dest / "manifest.json").is_file() and not (dest / "RELEASE.json").exists()
+
+
+def test_a_configuration_without_rows_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from release_fixtures import book_rows, run, textbook_pipeline
+
+    rows = book_rows(8)
+    rows = rows.set_column(rows.schema.get_field_index("answer"), "answer", pa.array([" "] * 8))  # finalize drops all
+    (tmp_path / "sources").mkdir()
+    pq.write_table(rows, tmp_path / "sources" / "part-0.parquet")
+    manifest = run(textbook_pipeline(tmp_path, "sources/*.parquet"), tmp_path / "work")
+    assert manifest["output_rows"] == 0
+    out = release_cli("--work", f"textbook={tmp_path / 'work'}", "--dest", str(tmp_path / "out"))
+    assert out.returncode == 2 and "configuration 'textbook': no rows to write" in out.stderr
+    assert not (tmp_path / "out").exists()
