@@ -1,9 +1,11 @@
 """Regenerate megascience_datasets/sample/: a small dataset repository folder with every configuration.
 
 The rows below were written by hand by the project team in the released schema; they are not taken from
-the real datasets. The build pipeline replaces this sample with real pipeline output later.
+the real datasets. With `--from-build DIR` the TextbookReasoning family (`textbook` and every `textbook_*`
+configuration) takes its rows from a built dataset repository folder instead, e.g. the `./megascience/`
+that `make demo` writes (real pipeline output of SmolLM2-135M on the embedded corpus):
 
-    python -m megascience_datasets.make_sample
+    python -m megascience_datasets.make_sample [--from-build megascience]
 """
 from __future__ import annotations
 
@@ -125,9 +127,34 @@ def _built(rows, name: str, source: str | None, note: str) -> pa.Table:
     return pa.table(data)
 
 
-def sample_tables() -> dict[str, pa.Table]:
+BUILT_NOTE = ("This folder is a SAMPLE shipped inside the megascience-datasets package, not real MegaScience data. "
+              "The TextbookReasoning configurations (`textbook`, `textbook_*`) hold rows produced by `make demo`: "
+              "the project's pipeline run on its embedded corpus with SmolLM2-135M-Instruct, so they show the "
+              "schema and provenance, not training quality. The other configurations hold hand-written rows in "
+              "the released schema. It is loaded only when asked for by name (`sample=True` or "
+              "`revision=\"sample\"`).")
+
+
+def built_textbook_rows(folder: str | Path, limit: int = 8) -> pa.Table:
+    """The first `limit` rows of a built `textbook` configuration (released columns + id + provenance)."""
+    import pyarrow.parquet as pq
+    shards = sorted((Path(folder) / "data" / "textbook").glob("*.parquet"))
+    if not shards:
+        raise FileNotFoundError(f"{folder}: no data/textbook/*.parquet (run `make demo` first)")
+    table = pa.concat_tables([pq.read_table(s) for s in shards]).slice(0, limit)
+    if table.num_rows == 0:
+        raise ValueError(f"{folder}: the built textbook configuration has no rows")
+    return table.select(["id", "question", "answer", "subject", "reference_answer", "provenance"])
+
+
+def sample_tables(built: pa.Table | None = None) -> dict[str, pa.Table]:
     cat = load_catalogue()
     out: dict[str, pa.Table] = {"textbook": _textbook_table()}
+    if built is not None:
+        out["textbook"] = built.select(["question", "answer", "subject", "reference_answer"])
+        for e in cat:
+            if e.name.startswith("textbook_"):
+                out[e.name] = built
     mixture = [r + ("textbook",) for r in TEXTBOOK[:4]]
     mixture += [r + ("natural_reasoning",) for r in MIXTURE["natural_reasoning"][:2]]
     mixture += [r + ("nemotron_science",) for r in MIXTURE["nemotron_science"][:2]]
@@ -149,14 +176,20 @@ def sample_tables() -> dict[str, pa.Table]:
     return out
 
 
-def main(dest: str | Path | None = None) -> dict:
+def main(dest: str | Path | None = None, from_build: str | Path | None = None) -> dict:
     dest = Path(dest) if dest else Path(__file__).parent / "sample"
-    tables = sample_tables()
+    built = built_textbook_rows(from_build) if from_build else None
+    tables = sample_tables(built)
     return write_repo_folder(dest, {n: [t] for n, t in tables.items()},
                              revision={"tag": "sample", "sha": None, "url": "megascience_datasets/sample"},
-                             sample_note=NOTE, overwrite=True)
+                             sample_note=BUILT_NOTE if built is not None else NOTE, overwrite=True)
 
 
 if __name__ == "__main__":
-    m = main()
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m megascience_datasets.make_sample", description=__doc__)
+    parser.add_argument("--from-build", help="a built dataset repository folder (e.g. ./megascience from make demo)")
+    parser.add_argument("--dest", help="where to write (default: the package's sample folder)")
+    args = parser.parse_args()
+    m = main(args.dest, args.from_build)
     print(f"wrote {len(m['configs'])} configurations: " + ", ".join(f"{n} ({c['rows']})" for n, c in m["configs"].items()))
