@@ -373,6 +373,9 @@ def publish(dest: Path, repo_id: str, *, endpoint: str | None, token: str | None
 
     api = HfApi(endpoint=endpoint, token=token)
     api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+    taken = {t.name: t.target_commit for t in api.list_repo_refs(repo_id, repo_type="dataset").tags}
+    if tag in taken:   # checked before uploading: a release never leaves an untagged commit behind
+        raise ReleaseError(f"tag {tag!r} already exists in {repo_id} (commit {taken[tag]}); choose a new tag")
     info = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(dest), commit_message=message,
                              ignore_patterns=[".git/*", ".git", RELEASE_JSON], delete_patterns=["*"])
     sha = info.oid
