@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {dest}/ ({folder['configs']['textbook']['rows']} rows) in {time.time() - start:.0f} s")
     show(dest, work)
     if not args.skip_loader_demo:
-        from megascience_datasets import demo as loader_demo
+        import importlib
         print("\n== the loader on its embedded sample ==")
-        loader_demo.main()
+        importlib.import_module("megascience_datasets.demo").main()
     print(f"\ndemo finished in {time.time() - start:.0f} s")
     return 0
 
