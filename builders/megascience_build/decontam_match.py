@@ -100,10 +100,8 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, max_block_bytes: int =
     """
     if device == "auto":
         device = "cuda" if _cuda_available() else "cpu"
-    if device != "cpu":
-        return _top_k_torch(queries, index, k, max_block_bytes, device)
-    queries = np.asarray(queries, dtype=np.float32)
-    index = np.asarray(index, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    index = np.ascontiguousarray(index, dtype=np.float32)
     if queries.ndim != 2 or index.ndim != 2 or queries.shape[1] != index.shape[1]:
         raise ValueError(f"embedding shapes do not match: queries {queries.shape}, index {index.shape}")
     k = min(k, len(index))
@@ -112,6 +110,8 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, max_block_bytes: int =
     if k == 0 or len(queries) == 0:
         return positions, sims
     block = max(1, max_block_bytes // (4 * len(index)))
+    if device != "cpu":
+        return _top_k_torch(queries, index, k, block, device, positions, sims)
     for start in range(0, len(queries), block):
         s = queries[start:start + block] @ index.T
         if k < len(index):
@@ -133,19 +133,10 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _top_k_torch(queries, index, k: int, max_block_bytes: int, device: str) -> tuple[np.ndarray, np.ndarray]:
+def _top_k_torch(queries: np.ndarray, index: np.ndarray, k: int, block: int, device: str,
+                 positions: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import torch
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    index = np.ascontiguousarray(index, dtype=np.float32)
-    if queries.ndim != 2 or index.ndim != 2 or queries.shape[1] != index.shape[1]:
-        raise ValueError(f"embedding shapes do not match: queries {queries.shape}, index {index.shape}")
-    k = min(k, len(index))
-    positions = np.zeros((len(queries), k), dtype=np.int64)
-    sims = np.zeros((len(queries), k), dtype=np.float32)
-    if k == 0 or len(queries) == 0:
-        return positions, sims
     bench = torch.from_numpy(index).to(device)
-    block = max(1, max_block_bytes // (4 * len(index)))
     with torch.no_grad():
         for start in range(0, len(queries), block):
             q = torch.from_numpy(queries[start:start + block]).to(device)

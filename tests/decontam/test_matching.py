@@ -78,6 +78,7 @@ def test_top_k_torch_path_agrees_with_numpy():
     ref_pos, ref_sims = top_k(q, b, 5)
     # the torch code path on the CPU device (the same code runs on "cuda")
     from megascience_build.decontam_match import _top_k_torch
-    pos, sims = _top_k_torch(q, b, 5, max_block_bytes=4 * 57 * 4, device="cpu")
+    pos, sims = _top_k_torch(q, b, 5, block=4, device="cpu", positions=np.zeros((23, 5), np.int64),
+                             sims=np.zeros((23, 5), np.float32))
     assert (pos == ref_pos).all() and np.allclose(sims, ref_sims, atol=1e-5)
     assert top_k(q, b, 5, device="auto")[0].shape == (23, 5)
