@@ -111,13 +111,23 @@ def chunk_markdown_books(tokenizer: str, window: int) -> pa.Table:
     return table
 
 
+def rotate_words(text: str, shift: int) -> str:
+    words = text.split(" ")
+    shift %= len(words)
+    return " ".join(words[shift:] + words[:shift])
+
+
 def replicate(chunks: pa.Table, n: int) -> pa.Table:
-    """n rows cycling through the chunks, each with a new id (and its copy number in the provenance origin)."""
+    """n rows cycling through the chunks, each with a new id (and its copy number in the provenance origin).
+    Copies are rotated by a different number of words: the same length, but a different prompt, so the request
+    cache (and a backend's de-duplication of equal prompts in a batch) cannot answer a copy from its original."""
     rows = chunks.to_pylist()
     out = []
     for i in range(n):
         row = dict(rows[i % len(rows)])
         copy = i // len(rows)
+        if copy:
+            row["text"] = rotate_words(row["text"], 37 * copy)
         prov = json.loads(row[records.PROVENANCE])
         prov["origin"] = {**prov.get("origin", {}), "replica": copy}
         row[records.ID] = records.content_id(row[records.ID], "replica", copy)
@@ -202,7 +212,7 @@ def run_shards(config, spec, table: pa.Table, shard_rows: int, budget_s: float, 
     done = kept = 0
     dropped: dict[str, int] = {}
     counters: dict[str, int] = {}
-    tokens_in = tokens_out = requests = 0
+    tokens_in = tokens_out = requests = cache_hits = 0
     first_shard_s = None
     kept_tables = []
     start = time.perf_counter()
@@ -228,11 +238,12 @@ def run_shards(config, spec, table: pa.Table, shard_rows: int, budget_s: float, 
         tokens_in += ctx.usage.backend_tokens_in
         tokens_out += ctx.usage.backend_tokens_out
         requests += ctx.usage.requests
+        cache_hits += ctx.usage.cache_hits
         log(f"  {spec.label}: {done}/{table.num_rows} rows, {time.perf_counter() - start:.1f}s, "
             f"{tokens_out} tokens out")
     wall = time.perf_counter() - start
     return {"rows_in": done, "rows_out": kept, "seconds": round(wall, 3), "rows_per_s": round(done / wall, 2),
-            "requests": requests, "requests_per_s": round(requests / wall, 2),
+            "requests": requests, "requests_per_s": round(requests / wall, 2), "cache_hits": cache_hits,
             "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
             "prompt_tokens_per_s": round(tokens_in / wall, 1), "completion_tokens_per_s": round(tokens_out / wall, 1),
             "total_tokens_per_s": round((tokens_in + tokens_out) / wall, 1),

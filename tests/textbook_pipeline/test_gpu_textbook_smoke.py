@@ -2,10 +2,13 @@
 writes its JSON with rows/s and tokens/s for both stages."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+
+import pyarrow as pa
 
 from textbook_e2e_lib import REPO
 
@@ -19,7 +22,7 @@ def test_gpu_textbook_smoke_on_cpu(tmp_path):
     result = json.loads(out.read_text())
     assert result["corpus"]["replicated_to"] == 3 and result["corpus"]["chunks"] >= 21
     extract, decontam = result["extract_qa"], result["decontaminate"]
-    assert extract["rows_in"] == 3 and extract["requests"] == 3
+    assert extract["rows_in"] == 3 and extract["requests"] == 3 and extract["cache_hits"] == 0
     assert extract["completion_tokens"] > 0 and extract["completion_tokens_per_s"] > 0
     assert extract["prompt_tokens"] > 3 * 200                      # 256-token chunks inside the prompt
     assert decontam["rows_in"] == 8 and decontam["rows_per_s"] > 0
@@ -27,3 +30,18 @@ def test_gpu_textbook_smoke_on_cpu(tmp_path):
     assert decontam["dropped"].get("contaminated_exact", 0) >= 1
     assert decontam["rows_in"] == decontam["rows_out"] + sum(decontam["dropped"].values())
     assert "| extract_qa |" in proc.stdout and "| decontaminate |" in proc.stdout
+
+
+def test_replicated_chunks_are_distinct_requests():
+    spec = importlib.util.spec_from_file_location("gpu_textbook", REPO / "benchmarks" / "gpu_textbook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "one two three four five six seven\neight nine ten"
+    chunks = pa.table({"id": ["c0", "c1"], "provenance": ['{"origin": {"book_id": "b"}}'] * 2,
+                       "text": [text, "alpha beta gamma delta"], "num_tokens": [10, 4]})
+    copies = module.replicate(chunks, 6)
+    texts, ids = copies.column("text").to_pylist(), copies.column("id").to_pylist()
+    assert len(set(ids)) == 6 and texts[0] == text and texts[1] == "alpha beta gamma delta"
+    assert len(set(texts)) == 6                                       # every copy is a new prompt
+    assert all(sorted(t.split(" ")) == sorted(text.split(" ")) for t in texts[0::2])   # same words, same length
+    assert [json.loads(p)["origin"]["replica"] for p in copies.column("provenance").to_pylist()] == [0, 0, 1, 1, 2, 2]
