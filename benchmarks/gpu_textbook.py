@@ -118,10 +118,12 @@ def rotate_words(text: str, shift: int) -> str:
 
 
 def replicate(chunks: pa.Table, n: int) -> pa.Table:
-    """n rows cycling through the chunks, each with a new id (and its copy number in the provenance origin).
+    """n rows cycling through the full-size chunks, each with a new id (and its copy number in the provenance origin).
     Copies are rotated by a different number of words: the same length, but a different prompt, so the request
     cache (and a backend's de-duplication of equal prompts in a batch) cannot answer a copy from its original."""
     rows = chunks.to_pylist()
+    full = [r for r in rows if r["num_tokens"] >= max(r["num_tokens"] for r in rows) // 2]
+    rows = full or rows         # short end-of-book chunks have too few words to give every copy a new rotation
     out = []
     for i in range(n):
         row = dict(rows[i % len(rows)])

@@ -37,11 +37,11 @@ def test_replicated_chunks_are_distinct_requests():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = "one two three four five six seven\neight nine ten"
-    chunks = pa.table({"id": ["c0", "c1"], "provenance": ['{"origin": {"book_id": "b"}}'] * 2,
-                       "text": [text, "alpha beta gamma delta"], "num_tokens": [10, 4]})
+    chunks = pa.table({"id": ["c0", "c1", "tail"], "provenance": ['{"origin": {"book_id": "b"}}'] * 3,
+                       "text": [text, "alpha beta gamma delta", "end"], "num_tokens": [10, 5, 1]})
     copies = module.replicate(chunks, 6)
     texts, ids = copies.column("text").to_pylist(), copies.column("id").to_pylist()
     assert len(set(ids)) == 6 and texts[0] == text and texts[1] == "alpha beta gamma delta"
-    assert len(set(texts)) == 6                                       # every copy is a new prompt
+    assert len(set(texts)) == 6 and "end" not in texts     # every copy is a new prompt; short tails not copied
     assert all(sorted(t.split(" ")) == sorted(text.split(" ")) for t in texts[0::2])   # same words, same length
     assert [json.loads(p)["origin"]["replica"] for p in copies.column("provenance").to_pylist()] == [0, 0, 1, 1, 2, 2]
