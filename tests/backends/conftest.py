@@ -86,13 +86,13 @@ class FaultyServer:
                     server.arrivals.setdefault(user, []).append(time.monotonic())
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self.counted = True
                 try:
                     server.respond(self, user, attempt, body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout): expected for "slow"
                 finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                    server.release(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -100,8 +100,16 @@ class FaultyServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
-    @staticmethod
-    def _send(handler, status: int, payload, headers: dict | None = None):
+    def release(self, handler) -> None:
+        """A request stops counting as in flight before its answer is written: once the client has the
+        answer it may send the next request, which must not overlap this one in the count."""
+        with self.lock:
+            if getattr(handler, "counted", False):
+                handler.counted = False
+                self.in_flight -= 1
+
+    def _send(self, handler, status: int, payload, headers: dict | None = None):
+        self.release(handler)
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
