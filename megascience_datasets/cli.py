@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -150,9 +151,21 @@ def cmd_cite(args) -> int:
     from .cards import dataset_bibtex
     from .catalogue import load_catalogue
     from .api import resolve_config
+    from .errors import UnavailableError
     cat = load_catalogue()
-    res = resolve_config(args.config, args.revision, source=args.source, streaming=True, cache_dir=args.cache_dir,
-                         sample=args.sample, progress=False)
+    try:
+        res = resolve_config(args.config, args.revision, source=args.source, streaming=True,
+                             cache_dir=args.cache_dir, sample=args.sample, progress=False)
+    except UnavailableError as exc:
+        # offline: a full commit sha (given, or the catalogue's pin) can still be cited, unverified
+        entry = cat[args.config]
+        sha = args.revision or entry.source.revision
+        if args.source or entry.source.repo is None or not re.fullmatch(r"[0-9a-f]{40}", sha or ""):
+            raise
+        print(f"note: {exc}; citing the pinned commit {sha} without checking it on the Hub", file=sys.stderr)
+        print(cat.citations["paper"].strip() + "\n")
+        print(dataset_bibtex(entry.name, sha, f"https://huggingface.co/datasets/{entry.source.repo}/tree/{sha}"))
+        return 0
     loc = res.location
     url = (f"https://huggingface.co/datasets/{loc.target}/tree/{res.sha}" if loc.kind == "hub" else loc.target)
     print(cat.citations["paper"].strip())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import os
 import subprocess
 import sys
@@ -104,3 +105,17 @@ def test_import_pulls_in_neither_torch_nor_the_build_package():
             "print(sorted(m for m in ('torch', 'megascience_build') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_cite_pinned_sha_when_the_hub_is_unreachable(monkeypatch, capsys):
+    from huggingface_hub import constants
+    with socket.socket() as s:                      # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert main(["cite", "textbook"]) == 0
+    out = capsys.readouterr()
+    assert "c172938626fef7f68c979f5858ab8beb7adef5bf" in out.out and "without checking" in out.err
+    # an unpinned configuration cannot be cited offline: the error says why
+    assert main(["cite", "megascience"]) == 3
