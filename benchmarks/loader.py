@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import sys
@@ -160,10 +161,16 @@ def main() -> None:
         b.download_and_prepare()
         return len(b.as_dataset(split="train"))
 
-    t_hfp, _ = timed(hf_prepare)
-    t_op, c4 = timed(ours_prepare)
-    t_op2, c6 = timed(ours_prepare_verified)
-    t_gen, c5 = timed(gen_prepare)
+    def synced(fn):
+        # each prepare writes ~1 GB of Arrow: flush the previous run's dirty pages first, so that no run pays
+        # for the writeback of the one before it (untimed)
+        os.sync()
+        return timed(fn)
+
+    t_hfp, _ = synced(hf_prepare)
+    t_op, c4 = synced(ours_prepare)
+    t_op2, c6 = synced(ours_prepare_verified)
+    t_gen, c5 = synced(gen_prepare)
     assert c4 == c5 == c6 == n
     print(f"\nnon-streaming prepare ({n:,} rows, cold cache)")
     print(f"  datasets load_dataset('parquet') : {t_hfp:.1f} s")
