@@ -78,10 +78,27 @@ class GeneratorVariant(datasets.GeneratorBasedBuilder):
                     yield f"{fi}-{bi}-{ri}", row
 
 
+def prepare_once(which: str, folder: Path, cache: Path) -> float:
+    """One cold prepare in this (fresh) process: 'ours' or 'hf'; returns seconds."""
+    import subprocess
+    code = ("import sys, time, glob, datasets, megascience_datasets as msd; datasets.disable_progress_bars(); "
+            "w, folder, cache = sys.argv[1:4]; t = time.perf_counter(); "
+            "files = sorted(glob.glob(folder + '/data/textbook/*.parquet')); "
+            "n = len(datasets.load_dataset('parquet', data_files=files, split='train', cache_dir=cache)) if w == 'hf' "
+            "else len(msd.load_dataset('textbook', source=folder, split='train', cache_dir=cache, progress=False)); "
+            "print(time.perf_counter() - t)")
+    os.sync()   # no run pays for the writeback of the ~1 GB the run before it wrote
+    out = subprocess.run([sys.executable, "-c", code, which, str(folder), str(cache)], check=True,
+                         capture_output=True, text=True).stdout
+    shutil.rmtree(cache, ignore_errors=True)
+    return float(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=651_840)
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "megascience-bench"))
+    ap.add_argument("--repeats", type=int, default=3, help="alternating fresh-process prepares of each")
     args = ap.parse_args()
     datasets.disable_progress_bars()
     root = Path(args.dir)
@@ -179,6 +196,16 @@ def main() -> None:
     print(f"  megascience, shards verified     : {t_op2:.1f} s  ratio {t_op2 / t_hfp:.2f}x  (new Arrow cache, "
           f"sha256 remembered from the load above)")
     print(f"  GeneratorBasedBuilder variant    : {t_gen:.1f} s  ({t_gen / t_op:.1f}x slower than ours)")
+    # in one process the prepares above drift with the page cache and the order they run in; the target is
+    # judged on fresh processes, alternating, median of --repeats each
+    runs: dict[str, list[float]] = {"hf": [], "ours": []}
+    for i in range(args.repeats):
+        for which in (("hf", "ours") if i % 2 == 0 else ("ours", "hf")):
+            runs[which].append(prepare_once(which, folder, cache / f"sub-{which}-{i}"))
+    med = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
+    ratio = med["ours"] / med["hf"]
+    print(f"  fresh processes, alternating     : datasets {runs['hf']} s, ours {runs['ours']} s; median ratio "
+          f"{ratio:.2f}x (target <= 1.1x) {'OK' if ratio <= 1.1 else 'MISSED'}")
     print(f"\npeak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     shutil.rmtree(cache, ignore_errors=True)
 
