@@ -31,16 +31,6 @@ from megascience_build.engine import records  # noqa: E402
 from megascience_build.engine.prompts import load_prompt  # noqa: E402
 from megascience_build.stages.signals import Difficulty  # noqa: E402
 
-ARCHS = {  # public configs of the paper's policy and grader models
-    "qwen2.5-7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                       num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
-                       max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                       tie_word_embeddings=False),
-    "qwen2.5-32b": dict(model_type="qwen2", hidden_size=5120, intermediate_size=27648, num_hidden_layers=64,
-                        num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
-                        max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                        tie_word_embeddings=False),
-}
 # Paper-scale work: questions that get difficulty grades (NaturalReasoning-DC with a reference answer,
 # 81.7 % of 1,079k; Nemotron-Science-DC 447.4k; TextbookReasoning 651.8k), 16 samples each.
 PAPER_QUESTIONS = round(1_079_000 * 0.8171) + 447_400 + 651_840
@@ -101,7 +91,7 @@ def backend(model: str, batch: int, batch_tokens: int | None, ignore_eos: bool, 
         options["max_batch_tokens"] = batch_tokens
     if model.startswith("dummy:"):
         preset = model.split(":", 1)[1]
-        options.update(dummy=True, config=ARCHS.get(preset, preset))
+        options.update(dummy=True, config=preset)   # a DUMMY_CONFIGS preset of the backend
         if tokenizer:
             options["tokenizer"] = tokenizer
         model = preset
