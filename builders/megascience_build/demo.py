@@ -30,7 +30,7 @@ def build(work: Path) -> dict:
     return run_local(config, work, RunOptions(progress=sys.stderr.isatty()))
 
 
-def write_folder(manifest: dict, work: Path, dest: Path) -> dict:
+def write_folder(manifest: dict, dest: Path) -> dict:
     """The built `textbook` configuration as a dataset repository folder (released columns + id + provenance)."""
     from megascience_datasets.catalogue import load_catalogue
     from megascience_datasets.repo_folder import write_repo_folder
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     print(f"== building `textbook` from the embedded corpus: {PIPELINE.name} -> {work} ==", flush=True)
     manifest = build(work)
-    folder = write_folder(manifest, work, dest)
+    folder = write_folder(manifest, dest)
     print(f"wrote {dest}/ ({folder['configs']['textbook']['rows']} rows) in {time.time() - start:.0f} s")
     show(dest, work)
     if not args.skip_loader_demo:

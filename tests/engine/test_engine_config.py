@@ -97,3 +97,38 @@ def test_backend_override_applies_to_generation_roles_only(tmp_path):
     assert cfg.models["gen"]["backend"] == "scripted" and cfg.models["emb"]["backend"] == "sentence-transformers"
     with pytest.raises(StageError, match="unknown generation backend 'nope'"):
         load_pipeline(path, backend="nope")
+
+
+PACKAGED = __import__("pathlib").Path(__file__).resolve().parents[2] / "builders" / "megascience_build" / "pipelines"
+
+
+def test_variant_removes_and_overrides_stages_of_its_base(tmp_path):
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(yaml.safe_dump({
+        "extends": str(PACKAGED / "textbook.yaml"), "name": "v",
+        "remove_stages": ["cot"],
+        "override_stages": {"refine": {"llm": "extractor", "params": {"max_chunk_chars": 1000}},
+                            "dedup": {"params": {"threshold": 0.7}}}}))
+    base = load_pipeline(PACKAGED / "textbook.yaml")
+    config = load_pipeline(variant)
+    labels = [s.label for s in config.stages]
+    assert "cot" not in labels and labels == [s.label for s in base.stages if s.label != "cot"]
+    refine = next(s for s in config.stages if s.label == "refine")
+    assert refine.llm_roles == ("extractor",) and refine.stage.params["max_chunk_chars"] == 1000
+    dedup = next(s for s in config.stages if s.label == "dedup")
+    assert dedup.stage.params["threshold"] == 0.7 and dedup.stage.params["mode"] == "paper"   # merged, not replaced
+    # the base's relative input still points next to the base file, not next to the variant
+    assert config.input.patterns == base.input.patterns
+    assert config.name == "v" and config.sha256 != base.sha256
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"remove_stages": ["nope"]}, r"remove_stages': no stage labelled 'nope'"),
+    ({"override_stages": {"nope": {"gpus": 1}}}, r"override_stages': no stage labelled 'nope'"),
+    ({"extends": "missing.yaml"}, r"field 'extends': cannot load .*missing\.yaml"),
+])
+def test_variant_errors_name_the_field_and_label(tmp_path, change, expected):
+    doc = {"extends": str(PACKAGED / "textbook.yaml"), **change}
+    (tmp_path / "variant.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(StageError, match=expected):
+        load_pipeline(tmp_path / "variant.yaml")
