@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from megascience_build.backends.base import GenerationRequest, GenerationResult, SamplingParams
+from megascience_build.backends.identity import ModelIdentity
 from megascience_build.engine import records
 from megascience_build.engine.cache import RequestCache, encode_result
 from megascience_build.engine.stage import Stage, StageOutput, register
@@ -51,7 +52,7 @@ def transform(batch: pa.Table):
 
 def bench_cache(n: int, tmp: Path) -> None:
     results = [(GenerationRequest(({"role": "user", "content": f"question {i} " * 20},), SamplingParams())
-                .cache_key("m", "r"), GenerationResult("answer " * 50 + str(i), "stop", 100, 50)) for i in range(n)]
+                .cache_key(ModelIdentity("bench", "m", "r")), GenerationResult("answer " * 50 + str(i), "stop", 100, 50)) for i in range(n)]
     t0 = time.perf_counter()
     baseline = {}
     for k, r in results:

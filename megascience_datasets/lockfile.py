@@ -55,6 +55,9 @@ class Lock:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lock-", suffix=".tmp")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)      # a lock file is committed and shared: not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(self.to_json())
         os.replace(tmp, path)

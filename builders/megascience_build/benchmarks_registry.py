@@ -37,6 +37,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import yaml
 
+from .backends.identity import file_sha256
 from .engine.records import content_id
 
 DEFAULT_REGISTRY = Path(__file__).resolve().parent / "pipelines" / "benchmarks.yaml"
@@ -123,7 +124,7 @@ class BenchmarkSpec:
     split: str | None = None
     revision: str | None = None
     # file / package
-    path: str | None = None                      # file: path or glob; package: glob relative to the distribution
+    path: str | tuple[str, ...] | None = None    # file: path or glob(s); package: glob(s) relative to the distribution
     distribution: str | None = None
     format: str | None = None
     base_dir: str | None = None                  # where a relative file path is resolved (the registry's folder)
@@ -207,10 +208,15 @@ def spec_from_dict(name: str, entry: Mapping[str, Any], base_dir: str | os.PathL
     if source == "file":
         if not src.get("path"):
             raise BenchmarkError(f"{where}: file source needs 'path'")
-        return BenchmarkSpec(**common, path=str(src["path"]), base_dir=str(base_dir) if base_dir else None)
+        return BenchmarkSpec(**common, path=_globs(src["path"]), base_dir=str(base_dir) if base_dir else None)
     if not src.get("distribution") or not src.get("files"):
         raise BenchmarkError(f"{where}: package source needs 'distribution' and 'files'")
-    return BenchmarkSpec(**common, distribution=src["distribution"], path=str(src["files"]))
+    return BenchmarkSpec(**common, distribution=src["distribution"], path=_globs(src["files"]))
+
+
+def _globs(value: Any) -> str | tuple[str, ...]:
+    """One path or glob, or a list of them (read in the order given)."""
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
 @dataclass
@@ -363,9 +369,39 @@ def _record_sources(spec: BenchmarkSpec, snapshot_download=None) -> Iterator[tup
     if spec.source == "hub":
         yield _hub_records(spec, snapshot_download)
         return
-    base = distribution_root(spec) if spec.source == "package" else Path(spec.base_dir or ".")
-    for path in _expand(spec, spec.path, base):
+    for path in source_files(spec):
         yield path, _iter_file_records(spec, path)
+
+
+def source_files(spec: BenchmarkSpec) -> list[str]:
+    """The local files a file or package benchmark reads, in reading order."""
+    base = distribution_root(spec) if spec.source == "package" else Path(spec.base_dir or ".")
+    patterns = spec.path if isinstance(spec.path, tuple) else (spec.path,)
+    return [f for pattern in patterns for f in _expand(spec, pattern, base)]
+
+
+def resolved_sources(specs: Sequence[BenchmarkSpec]) -> list[dict[str, Any]]:
+    """What the benchmark index is built from, by content: per benchmark its question and option fields and
+    either its Hub commit or each file's sha256 (named relative to its distribution or registry folder, so
+    the result does not depend on where the machine keeps them)."""
+    out = []
+    for spec in specs:
+        entry: dict[str, Any] = {"name": spec.name, "question": spec.question, "options": list(spec.options),
+                                 "records": spec.records}
+        if spec.source == "hub":
+            entry.update(hub=f"{spec.repo}@{spec.revision}", config=spec.config, split=spec.split)
+        else:
+            base = distribution_root(spec) if spec.source == "package" else Path(spec.base_dir or ".")
+            entry["files"] = [{"file": _relative_name(f, base), "sha256": file_sha256(f)} for f in source_files(spec)]
+        out.append(entry)
+    return out
+
+
+def _relative_name(path: str, base: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 def _option_texts(value: Any) -> list[str]:

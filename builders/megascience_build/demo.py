@@ -27,13 +27,15 @@ def build(work: Path) -> dict:
     from .engine.pipeline_config import load_pipeline
 
     config = load_pipeline(PIPELINE)
-    return run_local(config, work, RunOptions(progress=sys.stderr.isatty()))
+    return run_local(config, work, RunOptions(progress=True))   # bars on a terminal, plain lines in a log
 
 
-def write_folder(manifest: dict, dest: Path) -> dict:
+def write_folder(manifest: dict, dest: Path, work: Path) -> dict:
     """The built `textbook` configuration as a dataset repository folder (released columns + id + provenance)."""
     from megascience_datasets.catalogue import load_catalogue
     from megascience_datasets.repo_folder import write_repo_folder
+
+    from .engine.manifest import output_paths
 
     catalogue = load_catalogue()
     built_features = {"id": "string", "question": "string", "answer": "string", "subject": "string",
@@ -41,7 +43,7 @@ def write_folder(manifest: dict, dest: Path) -> dict:
     entry = dataclasses.replace(catalogue["textbook"], features=built_features, feature_set="textbook_built",
                                 description="TextbookReasoning rebuilt by `make demo` from the embedded corpus "
                                             "with SmolLM2-135M-Instruct: plumbing, not training data.")
-    shards = [s["path"] for s in manifest["outputs"]]
+    shards = output_paths(manifest, work)
     extra = {"textbook": {"pipeline": manifest.get("pipeline", {}), "stages": [
         {k: s.get(k) for k in ("label", "rows_in", "rows_out", "dropped", "models", "prompts")}
         for s in manifest.get("stages", [])]}}
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     print(f"== building `textbook` from the embedded corpus: {PIPELINE.name} -> {work} ==", flush=True)
     manifest = build(work)
-    folder = write_folder(manifest, dest)
+    folder = write_folder(manifest, dest, work)
     print(f"wrote {dest}/ ({folder['configs']['textbook']['rows']} rows) in {time.time() - start:.0f} s")
     show(dest, work)
     if not args.skip_loader_demo:

@@ -59,6 +59,9 @@ class FaultyServer:
     "nochoices ..."    200 with {"choices": []}
     "badrequest ..."   400
     "hold ..."         sleeps `hold_seconds`, then ok (to observe concurrency)
+
+    `served_model` (if set) goes into every completion's `model` field; `listed_models` (if set) is what
+    GET /v1/models answers (else that path is not implemented, like some servers).
     """
 
     def __init__(self, slow_seconds: float = 1.5, hold_seconds: float = 0.25):
@@ -69,12 +72,20 @@ class FaultyServer:
         self.headers: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.served_model: str | None = None
+        self.listed_models: list[str] | None = None
         self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep pytest output clean
                 pass
+
+            def do_GET(self):
+                if self.path != "/v1/models" or server.listed_models is None:
+                    return server._send(self, 404, {"error": "not found"})
+                server._send(self, 200, {"object": "list", "data": [{"id": m, "object": "model"}
+                                                                    for m in server.listed_models]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -119,9 +130,8 @@ class FaultyServer:
         handler.end_headers()
         handler.wfile.write(raw)
 
-    @staticmethod
-    def completion(text: str, finish: str = "stop") -> dict:
-        return {"id": "x", "object": "chat.completion",
+    def completion(self, text: str, finish: str = "stop") -> dict:
+        return {"id": "x", "object": "chat.completion", **({"model": self.served_model} if self.served_model else {}),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
                 "usage": {"prompt_tokens": len(text.split()), "completion_tokens": 3, "total_tokens": 0}}
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from megascience_build.backends import local_models
+from megascience_build.backends.embeddings import SentenceTransformerEmbedder
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
@@ -24,7 +25,10 @@ def test_minilm_vectors_are_normalised_float32_and_meaningful(minilm):
 
 def test_minilm_identity_and_edge_cases(minilm):
     assert minilm.model_id == "sentence-transformers/all-MiniLM-L6-v2"
-    assert minilm.revision == local_models.file_sha256(local_models.minilm_path() / "model.safetensors")[:12]
+    # the weights file's sha256, as the Hub lists it for sentence-transformers/all-MiniLM-L6-v2
+    assert minilm.revision == local_models.file_sha256(local_models.minilm_path() / "model.safetensors")
+    assert dict(minilm.identity.settings)["max_seq_length"] == "256" and minilm.identity.dtype == "float32"
+    assert minilm.identity == SentenceTransformerEmbedder.identify("minilm")
     assert minilm.encode([]).shape == (0, 384)
     with pytest.raises(TypeError, match="item 1"):
         minilm.encode(["fine", None])

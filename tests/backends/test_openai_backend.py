@@ -147,3 +147,39 @@ def test_parse_response_never_raises_on_odd_bodies():
         assert result.finish_reason == "error" and result.error and result.text == "", raw
     null_content = OpenAIBackend.parse_response(b'{"choices": [{"message": {"content": null}, "finish_reason": "stop"}]}')
     assert null_content.finish_reason == "stop" and null_content.text == ""
+
+
+def test_a_server_answering_as_another_model_is_refused_and_nothing_is_cached(faulty_server, tmp_path):
+    from megascience_build.backends.identity import ModelMismatchError
+    from megascience_build.engine.cache import RequestCache
+    from megascience_build.engine.context import CachedGenerator, ModelUsage
+
+    b = backend(faulty_server)
+    faulty_server.served_model = "test-model"        # the pinned name: accepted
+    assert b.generate([req("ok first")])[0].ok
+    faulty_server.served_model = "some-other-model"
+    cache = RequestCache(tmp_path / "c.sqlite")
+    gen = CachedGenerator(stage_label="s", role="gen", identity=b.identity, batch_size=4, cache=cache,
+                          backend_factory=lambda: b, usage=ModelUsage(), cache_only=False)
+    with pytest.raises(ModelMismatchError, match="'some-other-model'.*pinned 'test-model'"):
+        gen.generate([req("ok second"), req("ok third")])
+    keys = [req(t).cache_key(b.identity) for t in ("ok second", "ok third")]
+    assert cache.get_many(keys, failures=True) == {}
+
+
+def test_a_model_listing_without_the_pinned_model_is_refused_before_any_request(faulty_server):
+    from megascience_build.backends.identity import ModelMismatchError
+
+    faulty_server.listed_models = ["llama-3-8b"]
+    with pytest.raises(ModelMismatchError, match=r"serves \['llama-3-8b'\], not the pinned model 'test-model'"):
+        backend(faulty_server).generate([req("ok one")])
+    assert faulty_server.bodies == []                 # nothing was sent
+    faulty_server.listed_models = ["llama-3-8b", "test-model"]
+    assert backend(faulty_server).generate([req("ok one")])[0].ok
+
+
+def test_identity_is_the_pinned_name_revision_and_request_extras():
+    a = OpenAIBackend.identify("test-model", "r1")
+    assert (a.model, a.revision, a.backend) == ("test-model", "r1", "openai")
+    assert OpenAIBackend.identify("test-model").revision == "served"
+    assert OpenAIBackend.identify("test-model", "r1", extra_body={"top_k": 20}).digest != a.digest

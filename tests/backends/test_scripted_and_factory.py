@@ -106,7 +106,7 @@ def test_call_log_counts_calls_across_processes(tmp_path):
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [line["user"] for line in lines] == ["one", "two", "three"]
     assert len({line["pid"] for line in lines}) == 2
-    assert lines[0]["key"] == req("one").cache_key("scripted", "1")
+    assert lines[0]["key"] == req("one").cache_key(ScriptedBackend(default="x").identity)
 
 
 def test_factory_rejects_unknown_backend_naming_choices():

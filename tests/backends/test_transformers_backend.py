@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from megascience_build.backends import local_models, make_backend
+from megascience_build.backends.transformers_backend import TransformersBackend
 from megascience_build.backends.base import GenerationRequest, SamplingParams
 from megascience_build.backends.batching import plan_batches, sampling_group_key
 
@@ -53,7 +54,8 @@ def test_dummy_model_fixed_length_output(tiny):
 
 
 def test_dummy_model_identity_and_context_errors(tiny):
-    assert tiny.model_id == "dummy:tiny-llama" and len(tiny.revision) == 12
+    assert tiny.model_id == "dummy:tiny-llama" and len(tiny.revision) == 64
+    assert tiny.identity.dtype == "float32" and dict(tiny.identity.settings) == {"ignore_eos": "true"}
     assert tiny.model.config.num_hidden_layers == 2 and next(tiny.model.parameters()).device.type == "cpu"
     [ok, too_long] = tiny.generate([chat("a", max_tokens=4), chat("b", max_tokens=10 ** 6)])
     assert ok.completion_tokens == 4 and ok.finish_reason == "length"
@@ -129,8 +131,10 @@ def test_smollm2_sampling_is_seeded_per_request(smollm2):
 @pytest.mark.model
 def test_smollm2_revision_is_the_gguf_hash_and_the_dequantised_copy_is_reused(smollm2, monkeypatch):
     gguf = local_models.smollm2_gguf_path()
-    assert smollm2.revision == local_models.file_sha256(gguf)[:12]
+    assert smollm2.revision == local_models.file_sha256(gguf)
     assert smollm2.model_id == local_models.SMOLLM2_MODEL_ID
+    assert (smollm2.identity.dtype, smollm2.identity.quantization) == ("float32", "gguf-dequantized")
+    assert smollm2.identity == TransformersBackend.identify("smollm2", device="cpu")   # without loading
 
     def rebuild(*args, **kwargs):
         raise AssertionError("the cached directory should have been reused")
@@ -138,7 +142,7 @@ def test_smollm2_revision_is_the_gguf_hash_and_the_dequantised_copy_is_reused(sm
     monkeypatch.setattr(local_models, "_load_gguf_model", rebuild)
     cached = local_models.dequantized_gguf_dir(gguf)
     assert (cached / ".complete").is_file() and (cached / "config.json").is_file()
-    assert cached.name == f"{gguf.stem}-{smollm2.revision}"
+    assert cached.name == f"{gguf.stem}-{smollm2.revision[:12]}"
 
 
 @pytest.mark.slow
@@ -146,7 +150,7 @@ def test_smollm2_revision_is_the_gguf_hash_and_the_dequantised_copy_is_reused(sm
 def test_smollm2_stop_strings_and_bad_revision(smollm2):
     [r] = smollm2.generate([chat("What is the capital of France?", max_tokens=16, stop=("Paris",))])
     assert r.finish_reason == "stop" and "Paris" not in r.text and r.text.strip()
-    with pytest.raises(ValueError, match="does not match the GGUF"):
+    with pytest.raises(ValueError, match="does not match the content sha256"):
         make_backend({"backend": "transformers", "model": "smollm2", "revision": "000000000000"})
 
 

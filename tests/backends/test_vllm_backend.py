@@ -11,6 +11,8 @@ import pytest
 from megascience_build.backends import make_backend
 from megascience_build.backends.base import GenerationRequest, SamplingParams
 
+SHA = "5" * 40     # a pinned commit: Hub revisions resolve to commits, and these models are not in any cache
+
 
 class FakeTokenizer:
     chat_template = "fake"
@@ -70,18 +72,18 @@ def req(text, sample_index=0, **sampling):
 
 
 def test_engine_arguments(fake_vllm):
-    b = make_backend({"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "revision": "abc",
+    b = make_backend({"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "revision": SHA,
                       "options": {"tensor_parallel_size": 4, "dummy": True, "max_model_len": 2048,
                                   "engine_args": {"enable_prefix_caching": True}}})
     kwargs = FakeLLM.instances[-1].kwargs
-    assert kwargs["model"] == "Qwen/Qwen2.5-7B-Instruct" and kwargs["revision"] == "abc"
+    assert kwargs["model"] == "Qwen/Qwen2.5-7B-Instruct" and kwargs["revision"] == SHA
     assert kwargs["tensor_parallel_size"] == 4 and kwargs["load_format"] == "dummy"
     assert kwargs["max_model_len"] == 2048 and kwargs["enable_prefix_caching"] is True
-    assert (b.model_id, b.revision, b.context_length) == ("Qwen/Qwen2.5-7B-Instruct", "abc", 2048)
+    assert (b.model_id, b.revision, b.context_length) == ("Qwen/Qwen2.5-7B-Instruct", SHA, 2048)
 
 
 def test_requests_map_to_one_generate_call_in_order(fake_vllm):
-    b = make_backend({"backend": "vllm", "model": "m"})
+    b = make_backend({"backend": "vllm", "model": "m", "revision": SHA})
     requests = [req("hello", 0, temperature=0.8, top_p=0.9, max_tokens=5, seed=100, stop=("###",)),
                 req("hello", 3, temperature=0.8, top_p=0.9, max_tokens=5, seed=100),
                 req("LONG one", max_tokens=7), req("ABORT it")]
@@ -98,7 +100,7 @@ def test_requests_map_to_one_generate_call_in_order(fake_vllm):
 
 
 def test_too_long_prompt_is_an_error_and_never_sent(fake_vllm):
-    b = make_backend({"backend": "vllm", "model": "m", "options": {"max_model_len": 64}})
+    b = make_backend({"backend": "vllm", "model": "m", "revision": SHA, "options": {"max_model_len": 64}})
     results = b.generate([req("short", max_tokens=8), req("x" * 100, max_tokens=8)])
     assert results[0].ok and results[1].finish_reason == "error" and "context length 64" in results[1].error
     [(prompts, _)] = FakeLLM.instances[-1].calls
@@ -106,7 +108,7 @@ def test_too_long_prompt_is_an_error_and_never_sent(fake_vllm):
 
 
 def test_engine_failure_becomes_per_request_errors(fake_vllm):
-    b = make_backend({"backend": "vllm", "model": "m"})
+    b = make_backend({"backend": "vllm", "model": "m", "revision": SHA})
     FakeLLM.instances[-1].fail = True
     results = b.generate([req("a"), req("b")])
     assert [r.finish_reason for r in results] == ["error", "error"] and "device-side assert" in results[0].error
@@ -115,4 +117,12 @@ def test_engine_failure_becomes_per_request_errors(fake_vllm):
 def test_missing_vllm_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
     with pytest.raises(ImportError, match=r"megascience-datasets\[build,vllm\]"):
-        make_backend({"backend": "vllm", "model": "m"})
+        make_backend({"backend": "vllm", "model": "m", "revision": SHA})
+
+
+def test_an_unpinned_hub_model_that_cannot_be_resolved_is_refused(fake_vllm, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="cannot resolve revision 'main' to a commit sha"):
+        make_backend({"backend": "vllm", "model": "org/not-cached"})

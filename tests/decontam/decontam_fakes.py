@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from megascience_build.backends.identity import identity_of
 from megascience_build.backends.base import GenerationResult, SamplingParams
 from megascience_build.engine.prompts import load_prompt
 
@@ -61,6 +62,9 @@ class FakeContext:
 
     def embedder(self, role=None):
         return self.embed
+
+    def identity(self, role=None):
+        return identity_of(self.embed, "test")
 
     def prompt(self, slot):
         assert slot == "judge", slot

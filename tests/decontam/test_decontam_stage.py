@@ -33,9 +33,7 @@ def registry(tmp_path):
     reg.write_text(yaml.safe_dump({"sets": {"toy": ["alpha", "beta"]}, "benchmarks": {
         "alpha": {"file": {"path": "alpha.jsonl"}, "question": "q.text"},
         "beta": {"file": {"path": "beta.json"}, "question": "problem"}}}))
-    dc._INDEXES.clear()
-    yield str(reg)
-    dc._INDEXES.clear()
+    return str(reg)
 
 
 def table(questions):
@@ -145,7 +143,7 @@ def test_similarity_floor_and_top_k(registry, make_ctx):
     assert out.counters["pairs_below_floor"] == 3
 
 
-def test_index_built_once_and_cached_on_disk(registry, make_ctx, tmp_path):
+def test_index_built_once_and_its_embeddings_kept_as_a_content_keyed_artifact(registry, make_ctx, tmp_path):
     from decontam_fakes import BagOfWordsEmbedder, ScriptedLLM
     emb = BagOfWordsEmbedder()
     stage = make_stage(registry, index_cache_dir=str(tmp_path / "cache"))
@@ -153,14 +151,32 @@ def test_index_built_once_and_cached_on_disk(registry, make_ctx, tmp_path):
     stage.process(table(["Why is the sky blue?"]), ctx)
     stage.process(table(["Why is grass green?"]), ctx)
     assert emb.calls == 3                       # benchmark index once, then one call per batch
-    saved = list((tmp_path / "cache").glob("benchmarks-*.npy"))
-    assert len(saved) == 1 and "bag-of-words" in saved[0].name
-    dc._INDEXES.clear()                         # a fresh process: the embeddings come from disk
-    emb2 = BagOfWordsEmbedder()
+    saved = list((tmp_path / "cache").glob("benchmark-embeddings-*/embeddings.npy"))
+    assert len(saved) == 1
+    about = json.loads((saved[0].parent / "index.json").read_text())
+    assert about["embedder"]["model"] == "test/bag-of-words-256" and about["questions"] == 5
+    assert [f["file"] for s in about["sources"] for f in s["files"]] == ["alpha.jsonl", "beta.json"]
+    assert str(tmp_path) not in json.dumps(about)          # files named relative to the registry folder
+    emb2 = BagOfWordsEmbedder()                 # a fresh stage (another process): the embeddings come from disk
     make_stage(registry, index_cache_dir=str(tmp_path / "cache")).process(
         table(["Why is grass green?"]), make_ctx(ScriptedLLM(lambda p: "Decision: NO"), emb2))
     assert emb2.calls == 1
     np.testing.assert_allclose(np.load(saved[0]), emb.encode(ALPHA + BETA))
+
+
+def test_an_edited_benchmark_file_changes_the_fingerprint_inputs_and_rebuilds_the_index(registry, make_ctx,
+                                                                                      tmp_path):
+    from decontam_fakes import BagOfWordsEmbedder, ScriptedLLM
+    stage = make_stage(registry, index_cache_dir=str(tmp_path / "cache"))
+    before = stage.side_inputs()
+    assert {f["sha256"] for s in before for f in s["files"]} and len(stage.index().questions) == 5
+    extra = "What is the boiling point of water at sea level in kelvin?"
+    with open(tmp_path / "alpha.jsonl", "a") as fh:
+        fh.write(json.dumps({"q": {"text": extra}}) + "\n")
+    assert stage.side_inputs() != before
+    out = stage.process(table([extra]), make_ctx(ScriptedLLM(lambda p: "Decision: NO"), BagOfWordsEmbedder()))
+    assert dict(out.dropped) == {0: "contaminated_exact"} and len(stage.index().questions) == 6
+    assert len(list((tmp_path / "cache").glob("benchmark-embeddings-*"))) == 0   # exact match: no embedding
 
 
 def test_no_judge_needed_when_all_short_circuit(registry, make_ctx):

@@ -7,6 +7,7 @@ import time
 import pyarrow as pa
 
 from megascience_build.backends.base import GenerationRequest, GenerationResult
+from megascience_build.backends.identity import identity_of
 from megascience_build.engine import records
 from megascience_build.engine.stage import Stage, StageOutput, register
 
@@ -115,7 +116,7 @@ class FakeBackend:
                 time.sleep(self.delay)
             if self.calls_file:
                 with open(self.calls_file, "a") as fh:
-                    fh.write(req.cache_key(self.model_id, self.revision) + "\n")
+                    fh.write(req.cache_key(identity_of(self, "engine_plugins:FakeBackend")) + "\n")
             reason = "length" if "LONG" in text else "stop"
             out.append(GenerationResult(text=text[::-1], finish_reason=reason, prompt_tokens=len(text.split()),
                                         completion_tokens=len(text.split())))

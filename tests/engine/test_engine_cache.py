@@ -4,7 +4,10 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 
+from dataclasses import replace
+
 from megascience_build.backends.base import GenerationRequest, GenerationResult, SamplingParams
+from megascience_build.backends.identity import ModelIdentity, make_settings
 from megascience_build.engine.cache import RequestCache
 from megascience_build.engine.context import CachedGenerator, ModelUsage
 
@@ -24,9 +27,11 @@ class CountingBackend:
 def request(text: str, **sampling) -> GenerationRequest:
     return GenerationRequest(({"role": "user", "content": text},), SamplingParams(**sampling))
 
+M = ModelIdentity("scripted", "m", "r")
+
 
 def generator(cache, backend, usage=None, cache_only=False, batch_size=2):
-    return CachedGenerator(stage_label="s", role="gen", model_id="m", revision="r", batch_size=batch_size, cache=cache,
+    return CachedGenerator(stage_label="s", role="gen", identity=M, batch_size=batch_size, cache=cache,
                            backend_factory=lambda: backend, usage=usage or ModelUsage(), cache_only=cache_only)
 
 
@@ -46,12 +51,15 @@ def test_round_trip_and_only_ok_results_are_stored(tmp_path):
     assert RequestCache(tmp_path / "c.sqlite").get_many(["k1"]) == {"k1": ok}   # durable across handles
 
 
-def test_key_depends_on_model_revision_sampling_and_prompt():
-    base = request("q").cache_key("m", "r")
-    assert base == request("q").cache_key("m", "r")
-    assert len({base, request("q").cache_key("m2", "r"), request("q").cache_key("m", "r2"),
-                request("q", temperature=0.7).cache_key("m", "r"), request("q2").cache_key("m", "r"),
-                GenerationRequest(request("q").messages, sample_index=1).cache_key("m", "r")}) == 6
+def test_key_depends_on_every_part_of_the_model_identity_sampling_and_prompt():
+    base = request("q").cache_key(M)
+    assert base == request("q").cache_key(ModelIdentity("other-backend", "m", "r"))   # same weights, same key
+    variants = [replace(M, model="m2"), replace(M, revision="r2"), replace(M, dtype="bfloat16"),
+                replace(M, quantization="gguf-dequantized"), replace(M, tokenizer="t"),
+                replace(M, settings=make_settings(chat_template="x"))]
+    keys = {base, *(request("q").cache_key(v) for v in variants), request("q", temperature=0.7).cache_key(M),
+            request("q2").cache_key(M), GenerationRequest(request("q").messages, sample_index=1).cache_key(M)}
+    assert len(keys) == 10
 
 
 def test_generator_sends_only_misses_once_and_counts(tmp_path):
@@ -70,12 +78,12 @@ def test_corrupted_entry_is_reported_and_recomputed(tmp_path, caplog):
     path = tmp_path / "c.sqlite"
     cache, backend = RequestCache(path), CountingBackend()
     generator(cache, backend).generate([request("a"), request("b")])
-    key_a = request("a").cache_key("m", "r")
+    key_a = request("a").cache_key(M)
     with sqlite3.connect(path) as db:               # flip the stored answer behind the cache's back
         db.execute("UPDATE responses SET result = replace(result, 'answer', 'ANSWER') WHERE key = ?", (key_a,))
     with sqlite3.connect(path) as db:
         db.execute("UPDATE responses SET result = '{not json', checksum = ? WHERE key = ?",
-                   (__import__("hashlib").sha256(b"{not json").hexdigest(), request("b").cache_key("m", "r")))
+                   (__import__("hashlib").sha256(b"{not json").hexdigest(), request("b").cache_key(M)))
     usage, backend2 = ModelUsage(), CountingBackend()
     results = generator(RequestCache(path), backend2, usage).generate([request("a"), request("b")])
     assert [r.text for r in results] == ["answer to a", "answer to b"]

@@ -12,6 +12,7 @@ import yaml
 from engine_testlib import make_rows, write_pipeline
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
+from megascience_build.engine.manifest import output_paths
 from megascience_build.engine.stage import StageError
 from megascience_build.engine.workdir import WorkDir, WorkDirLocked
 
@@ -42,8 +43,11 @@ def test_rows_counts_and_manifest(pipeline, tmp_path):
     usage = by["answer"]["usage"]
     assert usage["requests"] == 23 and usage["cache_hits"] + usage["cache_misses"] == 23
     assert usage["failures"] == {"length": 1} and usage["tokens_in"] > 0
-    assert by["answer"]["models"] == [{"role": "gen", "backend": "engine_plugins:FakeBackend", "model": "fake/model",
-                                       "revision": "r1"}]
+    model = by["answer"]["models"][0]     # a backend without `.identity`: its model_id and revision
+    assert {k: model[k] for k in ("role", "backend", "model", "revision", "pinned")} == {
+        "role": "gen", "backend": "engine_plugins:FakeBackend", "model": "fake/model", "revision": "r1",
+        "pinned": {"model": "fake/model", "revision": "r1"}} and len(model["digest"]) == 16
+    assert m["models"]["gen"] == model and str(tmp_path) not in json.dumps(m)   # no machine path
     import hashlib
     assert by["answer"]["prompts"][0]["sha256"] == hashlib.sha256((pipeline.parent / "ask.txt").read_bytes()).hexdigest()
     assert m["pipeline"]["sha256"] == hashlib.sha256(pipeline.read_bytes()).hexdigest()
@@ -51,8 +55,8 @@ def test_rows_counts_and_manifest(pipeline, tmp_path):
     # output shards: rows, bytes and sha256 as recorded; ids unique; provenance records the model step
     table = pa.concat_tables([pq.read_table(work / "output" / n) for n in outputs(work)])
     assert table.num_rows == m["output_rows"] == 19 == len(set(table.column("id").to_pylist()))
-    for o in m["outputs"]:
-        data = Path(o["path"]).read_bytes()
+    for o, path in zip(m["outputs"], output_paths(m, work)):
+        data = Path(path).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (o["bytes"], o["sha256"])
     steps = json.loads(table.column("provenance")[0].as_py())["steps"]
     assert [s["stage"] for s in steps] == ["tag", "answer"] and steps[1]["model"] == "fake/model"
@@ -220,7 +224,7 @@ def test_an_emptied_shard_keeps_the_column_types_of_the_others(tmp_path):
     pipeline = write_pipeline(tmp_path / "p", rows=rows, stages=stages)
     m = run(pipeline, tmp_path / "work")
     assert [o["rows"] for o in m["outputs"]] == [5, 0, 5, 5, 4]
-    schemas = [pq.read_schema(o["path"]) for o in m["outputs"]]
+    schemas = [pq.read_schema(p) for p in output_paths(m, tmp_path / "work")]
     assert all(s.equals(schemas[0]) for s in schemas) and schemas[0].field("answer").type == pa.string()
 
 
@@ -234,7 +238,7 @@ def test_embedder_stage_loads_its_model_once_in_the_main_process(tmp_path):
     m = run(pipeline, tmp_path / "work", workers=2)
     assert built.read_text().split() == [str(os.getpid())]       # one embedder, in this process, for 5 shards
     assert m["stages"][1]["rows_out"] == 23 and m["stages"][1]["models"][0]["model"] == "fake-emb"
-    values = pa.concat_tables([pq.read_table(o["path"]) for o in m["outputs"]]).column("emb0").to_pylist()
+    values = pa.concat_tables([pq.read_table(p) for p in output_paths(m, tmp_path / "work")]).column("emb0").to_pylist()
     assert all(0 < v <= 1 for v in values)
 
 

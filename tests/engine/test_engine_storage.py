@@ -8,6 +8,7 @@ import yaml
 
 from engine_testlib import make_rows, write_pipeline
 from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.manifest import output_paths
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.storage import parquet_bytes, read_parquet, write_atomic, write_parquet
 
@@ -41,7 +42,9 @@ def test_inputs_and_outputs_on_fsspec_urls(tmp_path):
     doc["output"] = "memory://engine-test/out"
     pipeline.write_text(yaml.safe_dump(doc))
     m = run_local(load_pipeline(pipeline), tmp_path / "work", RunOptions(progress=False))
-    assert [o["path"] for o in m["outputs"]] == [f"memory://engine-test/out/part-0000{i}.parquet" for i in range(4)]
+    paths = output_paths(m, tmp_path / "work")
+    assert m["output_dir"] == "memory://engine-test/out"
+    assert paths == [f"memory://engine-test/out/part-0000{i}.parquet" for i in range(4)]
     local = run_local(load_pipeline(write_pipeline(tmp_path / "q")), tmp_path / "work2", RunOptions(progress=False))
     assert [o["sha256"] for o in m["outputs"]] == [o["sha256"] for o in local["outputs"]]
-    assert sum(read_parquet(o["path"]).num_rows for o in m["outputs"]) == 19
+    assert sum(read_parquet(p).num_rows for p in paths) == 19

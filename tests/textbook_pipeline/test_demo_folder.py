@@ -23,7 +23,7 @@ def test_built_output_becomes_a_loadable_repository_folder(tmp_path, capsys):
                 "stages": [{"label": "finalize", "rows_in": 2, "rows_out": 2, "dropped": {}}]}
     work, dest = tmp_path / "work", tmp_path / "megascience"
     work.mkdir()
-    folder = write_folder(manifest, dest)
+    folder = write_folder(manifest, dest, work)
     assert folder["configs"]["textbook"]["rows"] == 2
     assert json.loads((dest / "manifest.json").read_text())["configs"]["textbook"]["rows"] == 2
     show(dest, work)

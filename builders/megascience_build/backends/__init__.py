@@ -2,6 +2,7 @@
 
     make_backend({"backend": "transformers", "model": "smollm2", "options": {"max_batch_size": 8}})
     make_embedder({"backend": "sentence-transformers", "model": "minilm"})
+    identify({"backend": "transformers", "model": "smollm2"})     # what it would load, without loading it
 
 A spec has `backend`, `model`, optional `revision` and optional `options` (keyword arguments of the
 backend class, checked here so a typo fails before any model loads). Heavy libraries (torch, transformers,
@@ -13,6 +14,7 @@ import importlib
 import inspect
 
 from .base import GenerationRequest, GenerationResult, ModelBackend, SamplingParams  # noqa: F401
+from .identity import ModelIdentity, identity_of
 
 GENERATION_BACKENDS = {
     "transformers": ("transformers_backend", "TransformersBackend"),
@@ -26,7 +28,8 @@ EMBEDDING_BACKENDS = {
 _SPEC_KEYS = {"backend", "model", "revision", "options"}
 
 
-def _build(spec: dict, table: dict[str, tuple[str, str]], what: str):
+def _resolve(spec: dict, table: dict[str, tuple[str, str]], what: str):
+    """(backend class, constructor arguments) for a spec, checked."""
     if not isinstance(spec, dict):
         raise ValueError(f"{what} spec must be a mapping with 'backend' and 'model', got {spec!r}")
     unknown = set(spec) - _SPEC_KEYS
@@ -48,7 +51,22 @@ def _build(spec: dict, table: dict[str, tuple[str, str]], what: str):
     args = {"model": spec["model"]} if spec.get("model") else {}
     if spec.get("revision") is not None:
         args["revision"] = str(spec["revision"])
-    return cls(**args, **options)
+    return cls, {**args, **options}
+
+
+def _build(spec: dict, table: dict[str, tuple[str, str]], what: str):
+    cls, args = _resolve(spec, table, what)
+    return cls(**args)
+
+
+def identify(spec: dict, kind: str = "generation") -> ModelIdentity:
+    """The resolved identity a spec would load, without loading weights (a backend class without an
+    `identify` classmethod, like the scripted one, is cheap to construct and is asked directly)."""
+    table, what = (GENERATION_BACKENDS, "generation") if kind == "generation" else (EMBEDDING_BACKENDS, "embedding")
+    cls, args = _resolve(spec, table, what)
+    if hasattr(cls, "identify"):
+        return cls.identify(**args)
+    return identity_of(cls(**args), str(spec["backend"]))
 
 
 def make_backend(spec: dict) -> ModelBackend:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from .identity import ModelIdentity
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,10 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     sample_index: int = 0
 
-    def cache_key(self, model_id: str, revision: str) -> str:
-        payload = {"model": model_id, "revision": revision, "sampling": asdict(self.sampling),
+    def cache_key(self, model: "ModelIdentity") -> str:
+        """sha256 over the model's resolved identity (weights, dtype, tokenizer, template ...), the sampling
+        parameters, the sample index and the rendered messages."""
+        payload = {"model": model.digest, "sampling": asdict(self.sampling),
                    "sample_index": self.sample_index, "messages": list(self.messages)}
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -63,6 +68,7 @@ class GenerationResult:
 class ModelBackend(Protocol):
     model_id: str
     revision: str
+    identity: "ModelIdentity"      # see identity.py: what cache keys and provenance name
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """Results in request order; never raises for a single bad request (it becomes finish_reason="error")."""

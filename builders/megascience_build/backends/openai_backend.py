@@ -7,6 +7,11 @@ HTTP date) replaces the computed delay, capped at `max_retry_after`. After the l
 for other 4xx answers, malformed JSON or a response without choices, the request becomes
 finish_reason="error" with a message. A server finish_reason of "length" stays "length": a failure,
 never an answer. The API key is read from the environment variable named by `api_key_env`.
+
+Identity: the pinned `model` name (and `revision`, default "served"; pin it to the weights' commit you
+deployed) plus `extra_body`. Before the first request the server's /models listing must include the pinned
+name (servers without a listing are asked nothing), and every reply's `model` field must equal it: a server
+serving something else raises ModelMismatchError for the whole call, so none of its answers is cached.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from .base import GenerationRequest, GenerationResult
+from .identity import ModelIdentity, ModelMismatchError, make_settings
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +61,11 @@ class OpenAIBackend:
             raise ValueError(f"openai backend: concurrency must be >= 1, got {concurrency}")
         if max_retries < 0:
             raise ValueError(f"openai backend: max_retries must be >= 0, got {max_retries}")
-        self.model_id = model
-        self.revision = revision or "api"
+        self.identity = self.identify(model, revision, extra_body=extra_body)
+        self.model_id, self.revision = model, self.identity.revision
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.models_url = base_url.rstrip("/") + "/models"
+        self._listing_checked = False
         self.concurrency = int(concurrency)
         self.max_retries = int(max_retries)
         self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
@@ -79,12 +87,24 @@ class OpenAIBackend:
 
     # -- public API -----------------------------------------------------------------------------------
 
+    @classmethod
+    def identify(cls, model: str, revision: str | None = None, *, extra_body: dict | None = None, **_client
+                 ) -> ModelIdentity:
+        return ModelIdentity("openai", model, revision or "served", settings=make_settings(extra_body=extra_body))
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         if not requests:
             return []
+        self._check_listing()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
                                 thread_name_prefix="openai-backend") as pool:
-            return list(pool.map(self._request, requests))
+            answers = list(pool.map(self._request, requests))
+        wrong = sorted({served for _, served in answers if served not in (None, self.model_id)})
+        if wrong:
+            raise ModelMismatchError(f"{self.url} answered as model {', '.join(map(repr, wrong))}, but the pipeline "
+                                     f"pinned {self.model_id!r}: none of its {len(requests)} answers is kept "
+                                     f"(pin the served name, or point base_url at the right server)")
+        return [result for result, _ in answers]
 
     def close(self) -> None:
         self._client.close()
@@ -100,7 +120,20 @@ class OpenAIBackend:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _request(self, req: GenerationRequest) -> GenerationResult:
+    def _check_listing(self) -> None:
+        """Once: a server that lists its models must list the pinned one."""
+        if self._listing_checked:
+            return
+        try:
+            resp = self._client.get(self.models_url)
+            listed = [m.get("id") for m in resp.json().get("data", [])] if resp.status_code == 200 else None
+        except (self._httpx.HTTPError, ValueError, AttributeError, TypeError):
+            listed = None    # no listing (or not reachable yet: the requests retry and report that)
+        if listed is not None and self.model_id not in listed:
+            raise ModelMismatchError(f"{self.models_url} serves {listed}, not the pinned model {self.model_id!r}")
+        self._listing_checked = True
+
+    def _request(self, req: GenerationRequest) -> tuple[GenerationResult, str | None]:
         httpx = self._httpx
         body = self.payload(req)
         reason = "no attempt made"
@@ -118,15 +151,15 @@ class OpenAIBackend:
                     retry_after = parse_retry_after(resp.headers.get("retry-after"))
                 elif resp.status_code >= 400:
                     return GenerationResult("", "error", error=f"HTTP {resp.status_code} from {self.url} "
-                                                               f"(not retried): {resp.text[:300]}")
+                                                               f"(not retried): {resp.text[:300]}"), None
                 else:
-                    return self.parse_response(resp.content)
+                    return self.parse_body(resp.content)
             if attempt == self.max_retries:
                 break
             delay = self._delay(attempt, retry_after)
             log.warning("%s: %s; retry %d/%d in %.2fs", self.url, reason, attempt + 1, self.max_retries, delay)
             time.sleep(delay)
-        return GenerationResult("", "error", error=f"gave up after {self.max_retries + 1} attempt(s): {reason}")
+        return GenerationResult("", "error", error=f"gave up after {self.max_retries + 1} attempt(s): {reason}"), None
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -138,14 +171,24 @@ class OpenAIBackend:
     @staticmethod
     def parse_response(raw: bytes) -> GenerationResult:
         """A chat completion body -> GenerationResult; never raises."""
+        return OpenAIBackend.parse_body(raw)[0]
+
+    @staticmethod
+    def parse_body(raw: bytes) -> tuple[GenerationResult, str | None]:
+        """(result, the model the reply says answered it, or None)."""
         import json
 
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            return GenerationResult("", "error", error=f"malformed JSON response ({exc}): {raw[:200]!r}")
+            return GenerationResult("", "error", error=f"malformed JSON response ({exc}): {raw[:200]!r}"), None
         if not isinstance(data, dict):
-            return GenerationResult("", "error", error=f"response is not a JSON object: {raw[:200]!r}")
+            return GenerationResult("", "error", error=f"response is not a JSON object: {raw[:200]!r}"), None
+        served = data.get("model") if isinstance(data.get("model"), str) else None
+        return OpenAIBackend._result_of(data, raw), served
+
+    @staticmethod
+    def _result_of(data: dict, raw: bytes) -> GenerationResult:
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         tokens = {"prompt_tokens": _int(usage.get("prompt_tokens")),
                   "completion_tokens": _int(usage.get("completion_tokens"))}

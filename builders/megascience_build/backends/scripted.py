@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .base import FINISH_REASONS, GenerationRequest, GenerationResult
+from .identity import ModelIdentity, canonical_json, make_settings, sha256_text
 
 Responder = Callable[[GenerationRequest], object]
 
@@ -92,6 +93,11 @@ class ScriptedBackend:
         self.rules = load_rules(rules_file) if rules_file else load_rules(rules or [])
         self.responder = import_callable(responder) if isinstance(responder, str) else responder
         self.default = default
+        # the script is this backend's weights: other rules, another model
+        responder_name = responder if isinstance(responder, str) or responder is None else \
+            f"{getattr(responder, '__module__', '?')}:{getattr(responder, '__qualname__', repr(responder))}"
+        self.identity = ModelIdentity("scripted", model, revision, settings=make_settings(
+            script=sha256_text(canonical_json([self.rules, default, responder_name]))))
         self.delay = float(delay)
         self.log_path = Path(log_path) if log_path else None
         self.calls = 0
@@ -113,7 +119,7 @@ class ScriptedBackend:
         with self._lock:
             self.calls += 1
         if self.log_path is not None:
-            line = json.dumps({"pid": os.getpid(), "key": req.cache_key(self.model_id, self.revision),
+            line = json.dumps({"pid": os.getpid(), "key": req.cache_key(self.identity),
                                "sample_index": req.sample_index, "finish_reason": result.finish_reason,
                                "user": last_user_message(req)[:200]}, ensure_ascii=False) + "\n"
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

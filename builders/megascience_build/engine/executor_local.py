@@ -61,7 +61,7 @@ def run_map_shard(config: PipelineConfig, specs: list[StageSpec], in_ref: dict, 
     metas, table, ref = [], None, in_ref
     for spec in specs:
         part = work.stage_dir(spec.dirname) / part_name
-        fp = fingerprint(config, spec, [ref["sha256"]])
+        fp = fingerprint(config, spec, [ref["sha256"]], models)
         meta = work.done_sidecar(part, fp)
         if meta is not None:
             metas.append({**meta, "resumed": True})
@@ -134,10 +134,11 @@ class LocalExecutor:
         finally:
             bars.close()
         outputs = self._publish(current)
-        manifest = build_manifest(self.config, executor=self.options.executor, started_at=started_at,
+        manifest = build_manifest(self.config, root=self.work.root, executor=self.options.executor, started_at=started_at,
                                   wall_s=time.perf_counter() - t0, input_rows=table.num_rows, input_shards=shards,
                                   stage_metas=self.stage_metas, outputs=outputs, cache=self.cache,
-                                  cache_only=self.options.cache_only, workers=self.options.workers)
+                                  cache_only=self.options.cache_only, workers=self.options.workers,
+                                  identities=self.models.identities())
         write_manifest(manifest, self.work.root)
         return manifest
 
@@ -209,7 +210,7 @@ class LocalExecutor:
 
     def _run_global(self, spec: StageSpec, inputs: list[dict], bars: StageBars) -> list[dict]:
         stage_dir = self.work.stage_dir(spec.dirname)
-        fp = fingerprint(self.config, spec, [r["sha256"] for r in inputs])
+        fp = fingerprint(self.config, spec, [r["sha256"] for r in inputs], self.models)
         done = self._global_done(stage_dir, fp)
         if done is not None:
             bars.update(spec.label, done["stats"]["rows_in"])

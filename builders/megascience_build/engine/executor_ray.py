@@ -231,10 +231,11 @@ class RayExecutor:
         outputs = self._publish(finals)
         ray.kill(collector)
         ray.kill(cache_server)
-        manifest = build_manifest(self.config, executor="ray", started_at=started_at, wall_s=time.perf_counter() - t0,
+        manifest = build_manifest(self.config, root=self.work.root, executor="ray", started_at=started_at, wall_s=time.perf_counter() - t0,
                                   input_rows=input_rows, input_shards=[{}] * n_input, stage_metas=self.stage_metas,
                                   outputs=outputs, cache=self._driver_cache,
-                                  cache_only=self.options.cache_only, workers=int(ray.cluster_resources().get("CPU", 0)))
+                                  cache_only=self.options.cache_only, workers=int(ray.cluster_resources().get("CPU", 0)),
+                                  identities=self._driver_models.identities())
         write_manifest(manifest, self.work.root)
         return manifest
 

@@ -1,7 +1,8 @@
 """work/manifest.json: what a run did, enough for a third party to check a regenerated shard.
 
-Per stage: rows in/out, drops by reason, rows per subject in/out, counters, models (id + revision),
+Per stage: rows in/out, drops by reason, rows per subject in/out, counters, models (resolved identities),
 prompts (name + sha256), sampling, tokens, cache hits/misses, shards computed vs resumed, wall time.
+No absolute path of the building machine appears: files are named by name or relative path and sha256.
 Per run: pipeline file + sha256, package version, executor, input, output shards (rows, bytes, sha256).
 Counts are summed from the shard sidecars, so a resumed run reports the whole dataset, not just its part;
 `usage_this_run` has the model counters of the shards this run computed.
@@ -13,22 +14,36 @@ import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pyarrow
 
 from .. import __version__
+from ..backends.identity import ModelIdentity
 from .cache import RequestCache
 from .pipeline_config import PipelineConfig
 from .runner import merge_stats
-from .storage import write_json_atomic
+from .storage import is_url, join, write_json_atomic
 
 MANIFEST = "manifest.json"
 
 
-def build_manifest(config: PipelineConfig, *, executor: str, started_at: datetime, wall_s: float, input_rows: int,
+def model_entry(config: PipelineConfig, role: str, identity: ModelIdentity) -> dict[str, Any]:
+    """A model as it really ran (resolved identity and its digest), with what the pipeline file pinned."""
+    spec = config.models[role]
+    pinned = str(spec["model"])
+    if Path(pinned).is_absolute():     # a local weights path: named relative to the pipeline, or by file name
+        pinned = _relative_to(pinned, config.path.parent)
+        pinned = pinned if not Path(pinned).is_absolute() else Path(pinned).name
+    return {"role": role, **identity.as_dict(), "digest": identity.digest,
+            "pinned": {"model": pinned, "revision": spec.get("revision")}}
+
+
+def build_manifest(config: PipelineConfig, *, root: str | Path, executor: str, started_at: datetime, wall_s: float, input_rows: int,
                    input_shards: list[dict], stage_metas: dict[str, list[dict]], outputs: list[dict],
-                   cache: RequestCache | None, cache_only: bool, workers: int) -> dict[str, Any]:
+                   cache: RequestCache | None, cache_only: bool, workers: int,
+                   identities: Mapping[str, ModelIdentity]) -> dict[str, Any]:
+    models = {role: model_entry(config, role, ident) for role, ident in sorted(identities.items())}
     stages = []
     for spec in config.stages:
         metas = stage_metas.get(spec.label, [])
@@ -37,7 +52,7 @@ def build_manifest(config: PipelineConfig, *, executor: str, started_at: datetim
         stages.append({
             "index": spec.index, "label": spec.label, "stage": spec.stage.name, "kind": spec.stage.kind,
             "params": spec.stage.params, "gpus": spec.stage.resources.gpus,
-            "models": [config.model_ref(r) for r in roles],
+            "models": [models[r] for r in roles],
             "prompts": [{"slot": slot, "name": t.name, "sha256": t.sha256} for slot, t in sorted(spec.prompts.items())],
             "sampling": asdict(spec.sampling) if spec.llm_roles else None,
             "shards": len(metas), "shards_resumed": sum(1 for m in metas if m.get("resumed")),
@@ -47,7 +62,7 @@ def build_manifest(config: PipelineConfig, *, executor: str, started_at: datetim
         })
     return {
         "name": config.name,
-        "pipeline": {"path": str(config.path), "sha256": config.sha256, "seed": config.seed,
+        "pipeline": {"file": config.path.name, "sha256": config.sha256, "seed": config.seed,
                      "overrides": config.overrides},
         "package": {"name": "megascience-build", "version": __version__, "pyarrow": pyarrow.__version__,
                     "python": platform.python_version()},
@@ -55,15 +70,41 @@ def build_manifest(config: PipelineConfig, *, executor: str, started_at: datetim
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall_s, 3),
-        "input": {"kind": config.input.kind, "patterns": list(config.input.patterns), "rows": input_rows,
+        "input": {"kind": config.input.kind, "patterns": [_relative_to(p, config.path.parent) for p in config.input.patterns], "rows": input_rows,
                   "limit": config.limit, "rows_per_shard": config.input.rows_per_shard, "shards": len(input_shards)},
-        "models": {role: config.model_ref(role) for role in sorted(config.models)},
-        "cache": {"path": str(cache.path) if cache else None, "cache_only": cache_only,
+        "models": models,
+        "cache": {"file": Path(cache.path).name if cache else None, "cache_only": cache_only,
                   "corrupted_entries_seen": sum(s["usage"].get("cache_corrupted", 0) for s in stages)},
         "stages": stages,
-        "outputs": outputs,
+        **portable_outputs(outputs, Path(root)),
         "output_rows": sum(o["rows"] for o in outputs),
     }
+
+
+def _relative_to(location: str, base: Path) -> str:
+    """A local path relative to `base` when it lies inside it, else unchanged (a URL, a path given elsewhere)."""
+    if is_url(location):
+        return location
+    try:
+        return Path(location).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return location
+
+
+def portable_outputs(outputs: list[dict], root: Path) -> dict[str, Any]:
+    """{"output_dir": ..., "outputs": [{file, rows, bytes, sha256}]} from the executor's shard records."""
+    dirs = {str(o["path"]).rsplit("/", 1)[0] if is_url(o["path"]) else str(Path(o["path"]).parent) for o in outputs}
+    return {"output_dir": _relative_to(dirs.pop(), root) if len(dirs) == 1 else None,
+            "outputs": [{"file": str(o["path"]).rsplit("/", 1)[-1], "rows": o["rows"], "bytes": o["bytes"],
+                         "sha256": o["sha256"]} for o in outputs]}
+
+
+def output_paths(manifest: dict[str, Any], root: str | Path) -> list[str]:
+    """Where a finished run's output shards are, from its manifest and work directory."""
+    base = manifest["output_dir"]
+    if not is_url(base) and not Path(base).is_absolute():
+        base = str(Path(root) / base)
+    return [join(base, o["file"]) for o in manifest["outputs"]]
 
 
 def write_manifest(manifest: dict[str, Any], root: Path) -> None:

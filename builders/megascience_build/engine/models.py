@@ -5,6 +5,10 @@
 for a backend of your own (the factory is called with the whole spec dict and returns a ModelBackend or an
 object with .encode(texts)). Named backends get {backend, model, revision, options}; `batch_size` is the
 engine's own setting. The engine never imports a backend until a stage first asks for its model.
+
+Identity (backends/identity.py): `identify_model` gives what a spec would load without loading it. A custom
+factory may offer the same as a `factory.identify(spec)` attribute; otherwise the backend is created and its
+`.identity` (or `.model_id` and `.revision`) is used.
 """
 from __future__ import annotations
 
@@ -64,6 +68,20 @@ def make_backend(spec: Mapping[str, Any], *, role: str = "?"):
         return _from_import_path(name, f"model role {role!r}")(dict(spec))
     from ..backends import make_backend as factory
     return factory(_backend_spec(spec))
+
+
+def identify_model(spec: Mapping[str, Any], *, kind: str, role: str = "?"):
+    """A ModelIdentity, or None for a custom factory that can only say once its backend exists."""
+    name = str(spec["backend"])
+    if ":" in name:
+        factory = _from_import_path(name, f"model role {role!r}")
+        identify = getattr(factory, "identify", None)
+        return identify(dict(spec)) if identify else None
+    from ..backends import identify
+    try:
+        return identify(_backend_spec(spec), kind)
+    except (ValueError, OSError) as exc:
+        raise StageError(f"model role {role!r} ({name} {spec.get('model')}): {exc}") from None
 
 
 def make_embedder(spec: Mapping[str, Any], *, role: str = "?"):

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from .. import __version__
-from .context import StageContext
+from .context import ModelPool, StageContext
 from .pipeline_config import PipelineConfig, StageSpec
 from .stage import StageError, StageOutput
 
@@ -46,12 +46,15 @@ def segments(config: PipelineConfig) -> list[list[StageSpec]]:
     return groups
 
 
-def fingerprint(config: PipelineConfig, spec: StageSpec, input_sha256: Sequence[str]) -> str:
-    """Everything that decides a stage's output for given input bytes (cached answers aside)."""
+def fingerprint(config: PipelineConfig, spec: StageSpec, input_sha256: Sequence[str], models: ModelPool) -> str:
+    """Everything that decides a stage's output for given input bytes (cached answers aside): the stage and
+    its parameters, prompts, sampling, the models' resolved identities, the content of the files the stage
+    reads besides its input (Stage.side_inputs), the seed and the input shards."""
     roles = [*spec.llm_roles, *([spec.embedder_role] if spec.embedder_role else [])]
     payload = {"engine": __version__, "stage": spec.stage.describe(), "sampling": asdict(spec.sampling),
                "prompts": {slot: t.sha256 for slot, t in spec.prompts.items()},
-               "models": {r: config.model_ref(r) | {"backend": None} for r in roles},
+               "models": {r: models.identity(r).digest for r in roles},
+               "side_inputs": spec.stage.side_inputs(),
                "seed": config.seed, "input": list(input_sha256)}
     blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -100,6 +100,12 @@ class Stage:
     def output_columns(self, input_names: Sequence[str]) -> list[str]:
         return list(dict.fromkeys([*input_names, *self.outputs]))
 
+    def side_inputs(self) -> Any:
+        """The content (sha256s, commits) of what this stage reads besides its input rows and models, such as
+        a registry or benchmark files: part of its shard fingerprint, so an edited file recomputes the
+        stage. JSON-serialisable; None when the stage reads nothing else."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What goes into the manifest: stage type, parameters, resources."""
         return {"stage": self.name, "label": self.label, "kind": self.kind, "params": self.params,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,16 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# what open() and mkdir() give under the process umask (mkstemp and mkdtemp alone give 0600 and 0700)
+FILE_MODE, DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Local paths: temp file in the same directory, fsync, rename (a reader sees the old file or the new
     one, never half of one). URLs: one fsspec put (object stores publish an object only when complete)."""
@@ -59,6 +70,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -127,3 +139,30 @@ def remove_stale(directory: str | os.PathLike, keep: set[str], prefix: str = "pa
         name = entry.rstrip("/").rsplit("/", 1)[-1]
         if name.startswith(prefix) and name not in keep:
             fs.rm(entry)
+
+
+def artifact_cache_dir() -> Path:
+    """Where content-keyed artifacts (benchmark embeddings) persist across work directories:
+    $MEGASCIENCE_ARTIFACT_CACHE, else ~/.cache/megascience/artifacts."""
+    env = os.environ.get("MEGASCIENCE_ARTIFACT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "megascience" / "artifacts"
+
+
+def publish_dir(target: str | os.PathLike, files: dict[str, bytes]) -> None:
+    """Write a folder of files under a temporary name, then rename it into place: a reader sees the whole
+    folder or none. If another process published it first, its copy stays (same key, same content)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for name, data in files.items():
+            write_atomic(tmp / name, data)
+        os.chmod(tmp, DIR_MODE)
+        if target.exists():
+            shutil.rmtree(target)        # an unreadable earlier copy: replaced
+        os.rename(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..backends.base import GenerationRequest
 from ..engine import records
 from ..engine.stage import Stage, StageError, StageOutput, register
-from .signals import count_tokens
+from .signals import count_tokens, tokenizer_sha256
 
 _BOXED = "\\boxed{"
 
@@ -39,6 +39,9 @@ class AnnotateSolution(Stage):
         if column is not None and column not in schema.names:
             raise StageError(f"stage {self.label!r}: only_where names column {column!r}, "
                              f"but its input has only {schema.names}")
+
+    def side_inputs(self):
+        return {"tokenizer_sha256": tokenizer_sha256(self.params["tokenizer"])}
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         gen, prompt = ctx.llm(), ctx.prompt("annotate")

@@ -52,6 +52,9 @@ class ChunkBooks(Stage):
     def output_columns(self, input_names):
         return list(CHUNK_SCHEMA.names)     # chunk rows replace book rows
 
+    def side_inputs(self):
+        return {"tokenizer_sha256": self.tokenizer().sha256}
+
     def tokenizer(self):
         try:
             return load_tokenizer(self.params["tokenizer"], self.params["tokenizer_revision"])

@@ -24,9 +24,12 @@ below the floor. On planted leaks with all-MiniLM-L6-v2, floors of 0.5 / 0.7 cut
 with no recall lost on light edits (BENCHMARKS.md, Decontamination); real paraphrases score lower, so the
 floor is a speed option for CPU runs, not the default.
 
-Kind "map": each worker loads the benchmark index once and keeps it for the process (and, with
-`index_cache_dir`, keeps the benchmark embeddings on disk keyed by index fingerprint and embedding model),
-so shards run in parallel and resume like any other map stage.
+Kind "map": the stage object reads the benchmark files once per process (again if they change), so shards
+run in parallel and resume like any other map stage. The benchmark embeddings are an artifact of their own
+(BenchmarkIndex.embeddings), kept in `index_cache_dir` (default: the artifact cache, see
+engine.storage.artifact_cache_dir) under a key of the questions' content and the embedder's identity, so a
+fresh work directory reuses them. The shard fingerprint covers each benchmark file's sha256 (side_inputs):
+an edited benchmark file recomputes this stage.
 
 Counters: "contaminated:<benchmark>:<exact|ngram|judge>" per removed row, plus judge_calls, judge_yes,
 judge_no, unparseable_judgement, judge_generation_<reason>, pairs_below_floor, rows_judged.
@@ -35,10 +38,9 @@ writes it as markdown and JSON.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +50,14 @@ import numpy as np
 import pyarrow as pa
 
 from ..backends.base import GenerationRequest
+from ..backends.identity import ModelIdentity, canonical_json, sha256_text
 from ..benchmarks_registry import (BenchmarkError, BenchmarkQuestion, fingerprint, load_benchmarks,
-                                   load_registry)
+                                   load_registry, resolved_sources)
 from ..decontam_match import NgramIndex, top_k
 from ..engine import records
 from ..engine.records import ID, PROVENANCE
 from ..engine.stage import Stage, StageError, StageOutput, register
+from ..engine.storage import artifact_cache_dir, publish_dir, write_atomic
 from ..parsers import parse_decision
 
 METHODS = ("exact", "ngram", "judge")
@@ -62,50 +66,46 @@ COUNTER_PREFIX = "contaminated:"
 
 @dataclass
 class BenchmarkIndex:
+    """The pooled benchmark questions and their n-gram index; `fingerprint` is the sha256 over the question
+    ids (content hashes of benchmark name and text), `sources` what they were read from (resolved_sources)."""
     questions: list[BenchmarkQuestion]
     ngrams: NgramIndex
     fingerprint: str
-    _embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: list[dict[str, Any]]
 
-    def embeddings(self, embedder, cache_dir: str | None = None) -> np.ndarray:
-        model = str(getattr(embedder, "model_id", "") or f"unnamed-{id(embedder)}")
-        if model in self._embeddings:
-            return self._embeddings[model]
-        path = None
-        if cache_dir and not model.startswith("unnamed-"):
-            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)
-            path = Path(cache_dir) / f"benchmarks-{self.fingerprint[:16]}-{safe}.npy"
-        if path is not None and path.is_file():
-            vecs = np.load(path)
-        else:
-            vecs = np.asarray(embedder.encode([q.text for q in self.questions]), dtype=np.float32)
-            if vecs.shape[0] != len(self.questions):
-                raise StageError(f"embedder {model} returned {vecs.shape[0]} vectors for "
-                                 f"{len(self.questions)} benchmark questions")
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-                with os.fdopen(fd, "wb") as f:
-                    np.save(f, vecs)
-                os.replace(tmp, path)
-        self._embeddings[model] = vecs
+    def embeddings(self, embedder, identity: ModelIdentity, cache_dir: str | os.PathLike) -> np.ndarray:
+        """The questions' embeddings, an artifact of their own: <cache_dir>/benchmark-embeddings-<key>/ keyed
+        by the questions' content and the embedder's resolved identity, built once and reused by every
+        later run (an unreadable or mis-shaped artifact is rebuilt)."""
+        key = sha256_text(canonical_json({"questions": self.fingerprint, "embedder": identity.digest}))[:24]
+        folder = Path(cache_dir) / f"benchmark-embeddings-{key}"
+        try:
+            vecs = np.load(folder / "embeddings.npy")
+            if vecs.shape[0] == len(self.questions):
+                return vecs
+        except (OSError, ValueError):
+            pass
+        vecs = np.asarray(embedder.encode([q.text for q in self.questions]), dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[0] != len(self.questions):
+            raise StageError(f"embedder {identity} returned {vecs.shape[0]} vectors for "
+                             f"{len(self.questions)} benchmark questions")
+        buf = io.BytesIO()
+        np.save(buf, vecs)
+        about = {"questions": len(self.questions), "question_ids_sha256": self.fingerprint,
+                 "embedder": identity.as_dict(), "sources": self.sources}
+        publish_dir(folder, {"embeddings.npy": buf.getvalue(),
+                             "index.json": (json.dumps(about, indent=2) + "\n").encode()})
         return vecs
-
-
-_INDEXES: dict[tuple, BenchmarkIndex] = {}
 
 
 def benchmark_index(registry: str | None, benchmarks: str | Sequence[str], ngram: int, min_words: int
                     ) -> BenchmarkIndex:
-    """The pooled benchmark index, built once per process for each configuration."""
-    key = (registry, benchmarks if isinstance(benchmarks, str) else tuple(benchmarks), ngram, min_words)
-    if key not in _INDEXES:
-        reg = load_registry(_registry_path(registry))
-        questions = load_benchmarks(reg.select(benchmarks))
-        ngrams = NgramIndex([q.text for q in questions], n=ngram, min_words=min_words,
-                            exact_aliases=[q.stem for q in questions])
-        _INDEXES[key] = BenchmarkIndex(questions, ngrams, fingerprint(questions))
-    return _INDEXES[key]
+    """Read the selected benchmarks and build their pooled index."""
+    specs = load_registry(_registry_path(registry)).select(benchmarks)
+    questions = load_benchmarks(specs)
+    ngrams = NgramIndex([q.text for q in questions], n=ngram, min_words=min_words,
+                        exact_aliases=[q.stem for q in questions])
+    return BenchmarkIndex(questions, ngrams, fingerprint(questions), resolved_sources(specs))
 
 
 def _registry_path(registry: str | None) -> str | None:
@@ -130,7 +130,7 @@ class Decontaminate(Stage):
         "top_k": 5,
         "min_similarity": None,            # null: judge every top-k pair (the paper)
         "drop_if_all_unparseable": False,  # true: the authors' code
-        "index_cache_dir": None,
+        "index_cache_dir": None,           # null: $MEGASCIENCE_ARTIFACT_CACHE or ~/.cache/megascience/artifacts
         "search_device": "cpu",            # "cpu" (numpy), "cuda", or "auto" (the GPU when torch sees one)
     }
 
@@ -157,10 +157,21 @@ class Decontaminate(Stage):
             load_registry(_registry_path(p["registry"])).select(p["benchmarks"])
         except BenchmarkError as e:
             raise StageError(f"stage {self.label!r}: {e}") from None
+        self._index: BenchmarkIndex | None = None
+
+    def side_inputs(self) -> list[dict[str, Any]]:
+        """Each selected benchmark's files by sha256 (or Hub commit) and fields: an edited benchmark file
+        changes this stage's fingerprint."""
+        p = self.params
+        return resolved_sources(load_registry(_registry_path(p["registry"])).select(p["benchmarks"]))
 
     def index(self) -> BenchmarkIndex:
+        """Built on first use by this stage object (one per process) and rebuilt when the files change."""
         p = self.params
-        return benchmark_index(p["registry"], p["benchmarks"], p["ngram"], p["ngram_min_words"])
+        sources = self.side_inputs()
+        if self._index is None or self._index.sources != sources:
+            self._index = benchmark_index(p["registry"], p["benchmarks"], p["ngram"], p["ngram_min_words"])
+        return self._index
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         p = self.params
@@ -190,11 +201,13 @@ class Decontaminate(Stage):
             embedder = ctx.embedder()
             llm = ctx.llm()
             template = ctx.prompt("judge")
+            embedder_id = ctx.identity()          # the embedder role
             step.update(model=llm.model_id, revision=llm.revision, prompt=template.name,
-                        prompt_sha256=template.sha256, embedder=getattr(embedder, "model_id", None))
+                        prompt_sha256=template.sha256, embedder=embedder_id.model,
+                        embedder_revision=embedder_id.revision)
             query_vecs = np.asarray(embedder.encode([questions[i] for i in to_judge]), dtype=np.float32)
-            positions, sims = top_k(query_vecs, index.embeddings(embedder, p["index_cache_dir"]), p["top_k"],
-                                    device=p["search_device"])
+            bench_vecs = index.embeddings(embedder, embedder_id, p["index_cache_dir"] or artifact_cache_dir())
+            positions, sims = top_k(query_vecs, bench_vecs, p["top_k"], device=p["search_device"])
             requests, pairs = [], []
             for row, i in enumerate(to_judge):
                 for pos, sim in zip(positions[row], sims[row]):
@@ -311,9 +324,6 @@ def write_contamination_report(counters: Mapping[str, int], out_dir: str | os.Pa
     paths = []
     for suffix, text in ((".md", report_markdown(report)), (".json", json.dumps(report, indent=2) + "\n")):
         path = out / f"{stem}{suffix}"
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=suffix + ".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"))
         paths.append(path)
     return paths[0], paths[1]

@@ -12,6 +12,8 @@ the pool every subset is drawn from is the same for all three selection methods.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from functools import lru_cache
@@ -53,6 +55,16 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(name)
 
 
+def tokenizer_sha256(name: str | None) -> str | None:
+    """The content of a named counting tokenizer (its serialised vocabulary and rules), for fingerprints."""
+    if name is None:
+        return None
+    tok = load_tokenizer(name)
+    backend = getattr(tok, "backend_tokenizer", None)
+    blob = backend.to_str() if backend is not None else json.dumps(tok.get_vocab(), sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
 def count_tokens(texts: list[str], tokenizer: str | None, fallback: list[int]) -> list[int]:
     """Token counts in the named tokenizer; with no tokenizer, the generating model's own counts."""
     if tokenizer is None:
@@ -74,6 +86,9 @@ class ResponseLength(Stage):
     inputs = (records.ID, records.PROVENANCE, "question")
     outputs = ("response_length", "length_excluded")
     defaults = {"tokenizer": "Qwen/Qwen2.5-7B-Instruct", "max_response_tokens": 10_000}
+
+    def side_inputs(self):
+        return {"tokenizer_sha256": tokenizer_sha256(self.params["tokenizer"])}
     prompt_slots = ("response",)
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
