@@ -55,3 +55,45 @@ def test_pipeline_run(tmp_path):
     assert sorted(out.column("question").to_pylist()) == sorted(TRAIN[2:])
     prov = json.loads(out.column("provenance")[0].as_py())
     assert prov["steps"][-1]["model"] == "scripted/judge" and prov["signals"]["decontamination"]["judged"] == 2
+
+
+def test_an_edited_benchmark_file_recomputes_the_decontaminate_shards_and_only_those(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEGASCIENCE_ARTIFACT_CACHE", str(tmp_path / "artifacts"))
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"question": q}) + "\n" for q in BENCH))
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump({"sets": {"mine": ["toy"]}, "benchmarks": {
+        "toy": {"file": {"path": "bench.jsonl"}, "question": "question"}}}))
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({
+        "id": [records.content_id("row", i) for i in range(len(TRAIN))],
+        "provenance": [records.new_provenance({"kind": "test", "row": i}) for i in range(len(TRAIN))],
+        "question": TRAIN}), tmp_path / "data" / "rows.parquet")
+    pipeline = {
+        "name": "decontam-resume-test", "seed": 0,
+        "input": {"parquet": ["data/*.parquet"], "rows_per_shard": 2},
+        "models": {
+            "judge": {"backend": "scripted", "model": "scripted/judge", "options": {"default": "Decision: NO"}},
+            "embedder": {"backend": "decontam_fakes:make_bow_embedder", "model": "test/bow"}},
+        "stages": [{"stage": "random_signal"},
+                   {"stage": "decontaminate", "llm": "judge", "embedder": "embedder",
+                    "sampling": {"max_tokens": 64}, "prompts": {"judge": "decontam_judge.txt"},
+                    "params": {"registry": "registry.yaml", "benchmarks": "mine", "top_k": 1}}],
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    monkeypatch.chdir(tmp_path)                      # the registry path is relative to the working directory
+
+    def run():
+        m = run_local(load_pipeline(path), tmp_path / "work", RunOptions(progress=False))
+        return {s["label"]: s for s in m["stages"]}
+
+    first = run()
+    assert first["decontaminate"]["dropped"] == {"contaminated_exact": 1}
+    assert [s["shards_resumed"] for s in run().values()] == [2, 2]          # nothing changed: all resumed
+    with bench.open("a") as fh:                                            # the benchmark gains a question
+        fh.write(json.dumps({"question": TRAIN[2]}) + "\n")
+    edited = run()
+    assert edited["random_signal"]["shards_resumed"] == 2                   # upstream: resumed
+    assert edited["decontaminate"]["shards_resumed"] == 0                   # recomputed against the new file
+    assert edited["decontaminate"]["dropped"] == {"contaminated_exact": 2}
+    assert len(list((tmp_path / "artifacts").glob("benchmark-embeddings-*"))) == 2   # one per question set

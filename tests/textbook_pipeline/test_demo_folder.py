@@ -19,7 +19,7 @@ def test_built_output_becomes_a_loadable_repository_folder(tmp_path, capsys):
                       "subject": [r[2] for r in rows], "reference_answer": [r[3] for r in rows], "provenance": provs})
     shard = tmp_path / "part-00000.parquet"
     pq.write_table(table, shard)
-    manifest = {"outputs": [{"path": str(shard)}], "pipeline": {"sha256": "x"},
+    manifest = {"output_dir": str(tmp_path), "outputs": [{"file": shard.name}], "pipeline": {"sha256": "x"},
                 "stages": [{"label": "finalize", "rows_in": 2, "rows_out": 2, "dropped": {}}]}
     work, dest = tmp_path / "work", tmp_path / "megascience"
     work.mkdir()

@@ -109,11 +109,34 @@ def test_report_has_per_subject_stage_table(runs):
     for label in ("chunk", "extract_qa", "dedup", "refine", "cot", "filter", "decontaminate", "finalize"):
         assert f" {label} " in header
     finals = by_label(runs["textbook"]["manifest"])["finalize"]["subjects_out"]
-    for subject in ("mathematics", "physics", "chemistry", "biology", "medicine", "computer science", "economics"):
-        line = next(line for line in table.splitlines() if line.startswith(f"| {subject} |"))
-        assert line.rstrip(" |").endswith(str(finals.get(subject, finals.get(subject.replace(" ", "_"), 0))))
+    subject_lines = [line for line in table.split("\n## ")[0].splitlines() if line.startswith("| ") and not line.startswith("| subject")
+                     and not line.startswith("| **total") and not line.startswith("| ---")]
+    # one row per subject, in the released names, from the classifier's stage to the end
+    assert sorted(line.split(" | ")[0][2:] for line in subject_lines) == sorted(
+        ["math", "physics", "chemistry", "biology", "medicine", "cs", "economics"])
+    for subject in ("math", "physics", "chemistry", "biology", "medicine", "cs", "economics"):
+        line = next(line for line in subject_lines if line.startswith(f"| {subject} |"))
+        assert line.rstrip(" |").endswith(str(finals.get(subject, 0)))
+    stage_header = next(line for line in report.splitlines() if line.startswith("| stage | type |"))
+    assert stage_header.rstrip().endswith("| resumed |")
+    assert next(line for line in report.splitlines() if line.startswith("| finalize |")).rstrip().endswith("| no |")
     png = (work / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_manifest_and_provenance_name_the_models_that_ran(runs):
+    from megascience_build.backends import local_models
+    manifest = runs["textbook"]["manifest"]
+    minilm_sha = local_models.file_sha256(local_models.minilm_path() / "model.safetensors")
+    embedder = manifest["models"]["embedder"]
+    assert (embedder["model"], embedder["revision"]) == ("sentence-transformers/all-MiniLM-L6-v2", minilm_sha)
+    assert embedder["pinned"] == {"model": "minilm", "revision": None}
+    assert manifest["models"]["extractor"]["revision"] == "1" and manifest["models"]["extractor"]["settings"]["script"]
+    for row in runs["textbook"]["rows"].to_pylist():
+        step = next(s for s in json.loads(row["provenance"])["steps"] if s["stage"] == "decontaminate")
+        if "embedder" in step:
+            assert (step["embedder"], step["embedder_revision"]) == (embedder["model"], minilm_sha)
+    assert str(runs["root"]) not in json.dumps(manifest)
 
 
 def kinds(run) -> list[str]:

@@ -10,6 +10,7 @@ Counts are summed from the shard sidecars, so a resumed run reports the whole da
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -32,9 +33,8 @@ def model_entry(config: PipelineConfig, role: str, identity: ModelIdentity) -> d
     """A model as it really ran (resolved identity and its digest), with what the pipeline file pinned."""
     spec = config.models[role]
     pinned = str(spec["model"])
-    if Path(pinned).is_absolute():     # a local weights path: named relative to the pipeline, or by file name
+    if Path(pinned).is_absolute():     # a local weights path: named relative to the pipeline
         pinned = _relative_to(pinned, config.path.parent)
-        pinned = pinned if not Path(pinned).is_absolute() else Path(pinned).name
     return {"role": role, **identity.as_dict(), "digest": identity.digest,
             "pinned": {"model": pinned, "revision": spec.get("revision")}}
 
@@ -51,7 +51,7 @@ def build_manifest(config: PipelineConfig, *, root: str | Path, executor: str, s
         roles = [*spec.llm_roles, *([spec.embedder_role] if spec.embedder_role else [])]
         stages.append({
             "index": spec.index, "label": spec.label, "stage": spec.stage.name, "kind": spec.stage.kind,
-            "params": spec.stage.params, "gpus": spec.stage.resources.gpus,
+            "params": _portable(spec.stage.params, config.path.parent), "gpus": spec.stage.resources.gpus,
             "models": [models[r] for r in roles],
             "prompts": [{"slot": slot, "name": t.name, "sha256": t.sha256} for slot, t in sorted(spec.prompts.items())],
             "sampling": asdict(spec.sampling) if spec.llm_roles else None,
@@ -82,13 +82,21 @@ def build_manifest(config: PipelineConfig, *, root: str | Path, executor: str, s
 
 
 def _relative_to(location: str, base: Path) -> str:
-    """A local path relative to `base` when it lies inside it, else unchanged (a URL, a path given elsewhere)."""
-    if is_url(location):
+    """A local path relative to `base` (with `..` where it lies outside it); a URL unchanged."""
+    if is_url(location) or not Path(location).is_absolute():
         return location
-    try:
-        return Path(location).resolve().relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return location
+    return Path(os.path.relpath(Path(location).resolve(), base.resolve())).as_posix()
+
+
+def _portable(value: Any, base: Path) -> Any:
+    """Stage parameters with the absolute paths of this machine made relative to the pipeline's folder."""
+    if isinstance(value, dict):
+        return {k: _portable(v, base) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v, base) for v in value]
+    if isinstance(value, str) and value.startswith(os.sep) and Path(value).exists():
+        return _relative_to(value, base)
+    return value
 
 
 def portable_outputs(outputs: list[dict], root: Path) -> dict[str, Any]:
