@@ -10,6 +10,10 @@ top k?), and what each similarity floor costs in recall and saves in judge calls
     .venv/bin/python benchmarks/decontam.py [--per-kind 10] [--floors none,0.4,0.5,0.6] [--benchmarks all]
 
 Baseline in the same run: the n-gram short-circuit alone (no embedding, no judge).
+
+Boilerplate: training questions made of one of the benchmarks' most frequent shared 13-word runs (stock
+preambles) followed by an unrelated question; the share the n-gram step removes with every window indexed
+(before the boilerplate rule) and with shared runs ignored (now), next to the planted-leak recall of both.
 """
 from __future__ import annotations
 
@@ -62,7 +66,7 @@ def main() -> None:
 
     embedder = MiniLMEmbedder()
     t0 = time.perf_counter()
-    index.embeddings(embedder, args.cache or None)
+    index.embeddings(embedder, cache_dir=args.cache or None)
     t_embed = time.perf_counter() - t0
 
     judge_prompt = load_prompt("decontam_judge")
@@ -84,6 +88,21 @@ def main() -> None:
     res = score(rows, dropped)
     print(_row("exact + 13-gram only", "-", res, 0, len(rows), time.perf_counter() - t0))
 
+    from megascience_build.decontam_eval import boilerplate_rows, frequent_runs
+    from megascience_build.decontam_match import NgramIndex
+    runs = frequent_runs(index.questions)
+    noise = boilerplate_rows(runs)
+    before = NgramIndex([q.text for q in index.questions], exact_aliases=[q.stem for q in index.questions],
+                        ignore_common=False)
+
+    def ngram_removed(ngrams, texts):
+        return [i for i, t in enumerate(texts) if ngrams.match_exact(t) is not None or ngrams.match_ngram(t) is not None]
+
+    boiler = {}
+    for name, ngrams in (("every window indexed (before)", before), ("shared runs ignored (now)", index.ngrams)):
+        leaks = score(rows, [(i, "contaminated_ngram") for i in ngram_removed(ngrams, table.column("question").to_pylist())])
+        boiler[name] = (len(ngram_removed(ngrams, noise)), leaks)
+
     details = {}
     for floor_s in args.floors.split(","):
         floor = None if floor_s == "none" else float(floor_s)
@@ -104,7 +123,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     import numpy as np
     from megascience_build.decontam_match import top_k
-    pos, sims = top_k(embedder.encode([r.question for r in rows]), index.embeddings(embedder, args.cache or None), 5)
+    pos, sims = top_k(embedder.encode([r.question for r in rows]), index.embeddings(embedder, cache_dir=args.cache or None), 5)
     where = {q.id: i for i, q in enumerate(index.questions)}
     for kind in (*KINDS, "unrelated"):
         idx = [i for i, r in enumerate(rows) if r.kind == kind]
@@ -121,6 +140,18 @@ def main() -> None:
         found = cos[~np.isnan(cos)]
         print(f"| {kind} | {np.mean(ranks == 0):.1%} | {np.mean(ranks < 5):.1%} | "
               f"{found.min():.3f} | {np.median(found):.3f} | {np.median(sims[idx, 0]):.3f} | {sims[idx, 0].max():.3f} |")
+
+    print()
+    print(f"Boilerplate: {len(noise)} training questions = one of the {len(runs)} most shared 13-word benchmark runs "
+          f"(shared by {min(c for _, c in runs)}-{max(c for _, c in runs)} questions) + an unrelated question.")
+    print()
+    print("| n-gram step | boilerplate removed (false positives) | verbatim recall | edited recall | reordered recall |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, (fp, leaks) in boiler.items():
+        print(f"| {name} | {fp / len(noise):.1%} ({fp}/{len(noise)}) | {leaks['verbatim']['rate']:.1%} | "
+              f"{leaks['edited']['rate']:.1%} | {leaks['reordered']['rate']:.1%} |")
+    print()
+    print("Most shared runs: " + "; ".join(f"\"{r[:70]}\" ({c})" for r, c in runs[:5]))
 
     print()
     print("Removals by method at floor none (exact / n-gram / judge):")

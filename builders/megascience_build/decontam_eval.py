@@ -229,3 +229,32 @@ def score(rows: Sequence[PlantedRow], dropped: Sequence[tuple[int, str]]) -> dic
         out[kind] = {"rows": len(idx), "removed": removed, "rate": removed / len(idx) if idx else 0.0,
                      **{m: by.get(f"contaminated_{m}", 0) for m in ("exact", "ngram", "judge")}}
     return out
+
+
+def frequent_runs(questions: Sequence[BenchmarkQuestion], n: int = 13, top: int = 20) -> list[tuple[str, int]]:
+    """The `top` word runs of length n that the most distinct benchmark questions share (stock preambles,
+    instructions), with how many share each: the material of boilerplate false positives."""
+    from collections import Counter
+
+    from .decontam_match import normalize
+    counts: Counter[str] = Counter()
+    for q in questions:
+        words = normalize(q.stem).split()
+        counts.update({" ".join(words[i:i + n]) for i in range(len(words) - n + 1)})
+    runs = [(run, c) for run, c in counts.most_common() if c > 1]
+    picked: list[tuple[str, int]] = []
+    for run, c in runs:                    # one run per preamble: skip runs overlapping a picked one
+        if not any(len(set(run.split()) & set(p.split())) > n // 2 for p, _ in picked):
+            picked.append((run, c))
+        if len(picked) == top:
+            break
+    return picked
+
+
+def boilerplate_rows(runs: Sequence[tuple[str, int]], per_run: int = 3) -> list[str]:
+    """Training questions made of a frequent benchmark run followed by an unrelated question."""
+    out = []
+    for i, (run, _) in enumerate(runs):
+        for j in range(per_run):
+            out.append(f"{run}. {UNRELATED_QUESTIONS[(i * per_run + j) % len(UNRELATED_QUESTIONS)]}")
+    return out

@@ -8,6 +8,15 @@ GPT-3 / lm-eval choice) of a benchmark question. A benchmark question shorter th
 least `min_words` words (default 8) is indexed as one key of its full length, so a training question that
 contains it word for word is caught as well; shorter benchmark questions are left to the embedding and
 judge path (too many everyday phrases have under 8 words).
+
+Boilerplate is not evidence. A run of words that more than one benchmark question contains (science
+benchmarks share stock preambles such as "assume that all gases are perfect and that data refer to 298.15 K
+unless otherwise stated"), or that is one of the caller's `frequent_phrases`, marks those words as common;
+a window is indexed only if at least `min_words` of its words are not common. So a training question that
+opens with a shared preamble and asks something else is not matched; one that copies a question after the
+preamble is. Questions are counted by their stem (the text without appended choices), so one question
+carried by two benchmarks is not boilerplate. A match names the benchmark question sharing the most
+indexed windows with the training question (ties: the first), not merely the first hit.
 """
 from __future__ import annotations
 
@@ -36,18 +45,20 @@ def _windows(words: Sequence[str], n: int) -> list[int]:
 
 
 class NgramIndex:
-    """Which benchmark question (by position) owns each n-gram; sorted 64-bit hashes, so memory stays small."""
+    """Which benchmark question (by position) owns each evidence n-gram; sorted 64-bit hashes, so memory
+    stays small. `common_windows` counts the windows left out as boilerplate."""
 
     def __init__(self, texts: Sequence[str], n: int = 13, min_words: int = 8,
-                 exact_aliases: Sequence[str | None] | None = None):
+                 exact_aliases: Sequence[str | None] | None = None, frequent_phrases: Sequence[str] = (),
+                 ignore_common: bool = True):
         """`exact_aliases[i]`: another text that counts as an exact match of question i (its stem without
-        the appended choices), when it has at least `min_words` words."""
+        the appended choices), when it has at least `min_words` words. `ignore_common=False` indexes every
+        window, boilerplate included (the behaviour before the boilerplate rule; for comparisons)."""
         if n < 1 or min_words < 1 or min_words > n:
             raise ValueError(f"n-gram sizes must satisfy 1 <= min_words <= n, got n={n}, min_words={min_words}")
         self.n, self.min_words = n, min_words
         exact: dict[str, int] = {}
-        hashes: list[int] = []
-        owners: list[int] = []
+        docs: list[tuple[int, list[str], list[int], str]] = []   # (position, words, window keys, stem key)
         lengths: set[int] = set()
         for pos, text in enumerate(texts):
             norm = normalize(text)
@@ -65,8 +76,32 @@ class NgramIndex:
                 lengths.add(len(words))
             else:
                 keys = []
-            hashes += keys
-            owners += [pos] * len(keys)
+            docs.append((pos, words, keys, alias or norm))
+        # how many distinct questions (by stem) contain each window
+        stems_of: dict[int, set[str]] = {}
+        for _, _, keys, stem in docs:
+            for k in keys:
+                stems_of.setdefault(k, set()).add(stem)
+        phrases = [p.split() for p in (normalize(x) for x in frequent_phrases) if p]
+        hashes: list[int] = []
+        owners: list[int] = []
+        self.common_windows = 0
+        for pos, words, keys, _ in docs:
+            common = [False] * len(words)
+            width = len(words) if len(words) < n else n
+            for i, k in enumerate(keys):
+                if ignore_common and len(stems_of[k]) > 1:
+                    common[i:i + width] = [True] * width
+            for phrase in phrases:
+                for i in range(len(words) - len(phrase) + 1):
+                    if words[i:i + len(phrase)] == phrase:
+                        common[i:i + len(phrase)] = [True] * len(phrase)
+            for i, k in enumerate(keys):
+                if width - sum(common[i:i + width]) >= min_words:
+                    hashes.append(k)
+                    owners.append(pos)
+                else:
+                    self.common_windows += 1
         self.exact = exact
         order = np.argsort(np.asarray(hashes, dtype=np.int64), kind="stable")
         self.hashes = np.asarray(hashes, dtype=np.int64)[order]
@@ -77,16 +112,21 @@ class NgramIndex:
         return self.exact.get(normalize(text))
 
     def match_ngram(self, text: str) -> int | None:
-        """The first benchmark question sharing an indexed n-gram with `text`, or None."""
+        """The benchmark question sharing the most indexed n-grams with `text` (ties: the lowest position),
+        or None."""
         words = normalize(text).split()
-        keys = [k for length in self.lengths for k in _windows(words, length)]
+        keys = sorted({k for length in self.lengths for k in _windows(words, length)})
         if not keys or not len(self.hashes):
             return None
         keys_arr = np.asarray(keys, dtype=np.int64)
-        at = np.searchsorted(self.hashes, keys_arr)
-        at = np.minimum(at, len(self.hashes) - 1)
-        hit = np.flatnonzero(self.hashes[at] == keys_arr)
-        return int(self.owners[at[hit[0]]]) if len(hit) else None
+        lo = np.searchsorted(self.hashes, keys_arr, side="left")
+        hi = np.searchsorted(self.hashes, keys_arr, side="right")
+        hit = np.flatnonzero(hi > lo)
+        if not len(hit):
+            return None
+        owners = np.concatenate([self.owners[lo[i]:hi[i]] for i in hit])
+        counts = np.bincount(owners)
+        return int(np.argmax(counts))           # argmax: the first of the best
 
 
 def top_k(queries: np.ndarray, index: np.ndarray, k: int, max_block_bytes: int = 64 << 20,

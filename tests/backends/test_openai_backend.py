@@ -183,3 +183,15 @@ def test_identity_is_the_pinned_name_revision_and_request_extras():
     assert (a.model, a.revision, a.backend) == ("test-model", "r1", "openai")
     assert OpenAIBackend.identify("test-model").revision == "served"
     assert OpenAIBackend.identify("test-model", "r1", extra_body={"top_k": 20}).digest != a.digest
+
+
+def test_openai_stream_keeps_the_window_full_past_a_slow_request(faulty_server):
+    b = make_backend({"backend": "openai", "model": "m", "options": {
+        "base_url": faulty_server.base_url, "concurrency": 2, "timeout": 10, "max_retries": 0}})
+    requests = [GenerationRequest(({"role": "user", "content": "slow:1 first"},))] + \
+        [GenerationRequest(({"role": "user", "content": f"hold {i}"},)) for i in range(4)]
+    t0 = time.monotonic()
+    order = [i for i, result in b.generate_stream(requests) if result.ok]
+    # 4 quick requests of 0.25 s share the second slot while the 1.5 s one holds the first
+    assert order == [1, 2, 3, 4, 0] and faulty_server.max_in_flight == 2
+    assert time.monotonic() - t0 < 1.5 + 0.25 * 2

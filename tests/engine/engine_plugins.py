@@ -153,3 +153,9 @@ class FakeEmbedder:
     def encode(self, texts):
         v = self.np.array([[len(t) + 1.0, 1.0] for t in texts], dtype=self.np.float32)
         return v / self.np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def reverse_responder(req):
+    """The FakeBackend's answers for the scripted backend (which streams): reversed text, LONG -> length."""
+    text = req.messages[-1]["content"]
+    return text[::-1], ("length" if "LONG" in text else "stop")

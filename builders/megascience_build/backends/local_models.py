@@ -134,8 +134,15 @@ def resolve_gguf(model: str) -> Path | None:
 def _load_gguf_model(gguf: Path, dtype):
     """Dequantise a GGUF checkpoint into a transformers model (CPU). Uses transformers' own path when
     `accelerate` is installed (transformers requires it for gguf_file=), else the same dequantiser directly."""
+    import functools
+    import sys
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import is_accelerate_available
+
+    if not sys.stderr.isatty():   # its tqdm bar, off a terminal, is a wall of carriage returns in a log
+        gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
 
     if is_accelerate_available():
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)

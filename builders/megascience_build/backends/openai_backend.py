@@ -21,8 +21,9 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+import itertools
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Iterator, Sequence
 
 from .base import GenerationRequest, GenerationResult
 from .identity import ModelIdentity, ModelMismatchError, make_settings
@@ -105,6 +106,34 @@ class OpenAIBackend:
                                      f"pinned {self.model_id!r}: none of its {len(requests)} answers is kept "
                                      f"(pin the served name, or point base_url at the right server)")
         return [result for result, _ in answers]
+
+    def generate_stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
+        """(request index, result) as each answer arrives, with `concurrency` requests in flight at all times
+        (a new one starts as soon as one finishes); the engine's continuous flow."""
+        if not requests:
+            return
+        self._check_listing()
+        todo = iter(enumerate(requests))
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
+                                thread_name_prefix="openai-backend") as pool:
+            running = {pool.submit(self._request, req): i for i, req in itertools.islice(todo, self.concurrency)}
+            try:
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        i = running.pop(future)
+                        result, served = future.result()
+                        if served not in (None, self.model_id):
+                            raise ModelMismatchError(
+                                f"{self.url} answered as model {served!r}, but the pipeline pinned {self.model_id!r}: "
+                                f"this answer and those still in flight are not kept")
+                        nxt = next(todo, None)
+                        if nxt is not None:
+                            running[pool.submit(self._request, nxt[1])] = nxt[0]
+                        yield i, result
+            finally:
+                for future in running:
+                    future.cancel()
 
     def close(self) -> None:
         self._client.close()

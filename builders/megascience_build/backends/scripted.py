@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .base import FINISH_REASONS, GenerationRequest, GenerationResult
 from .identity import ModelIdentity, canonical_json, make_settings, sha256_text
@@ -108,6 +108,13 @@ class ScriptedBackend:
         with self._lock:
             self.batches += 1
         return [self._one(req) for req in requests]
+
+    def generate_stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
+        """One answer at a time, in request order: the continuous flow's interface."""
+        with self._lock:
+            self.batches += 1
+        for i, req in enumerate(requests):
+            yield i, self._one(req)
 
     def close(self) -> None:
         pass

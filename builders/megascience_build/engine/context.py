@@ -1,15 +1,20 @@
 """StageContext: what a stage's process(batch, ctx) can use (see ENGINE_API.md).
 
-ctx.llm(role) returns a CachedGenerator: it looks every request up in the shared cache, sends only the
-misses to the backend, in batches of the model spec's `batch_size` (default 64), and commits each batch's
-results before sending the next, so a kill loses at most the batch in flight. Backends and embedders are
+ctx.llm(role) returns a CachedGenerator: it looks every request up in the shared cache and sends only the
+misses to the backend. A backend with `generate_stream` (openai, scripted) is fed continuously: it keeps its
+own window of requests in flight (a new one starts as soon as one finishes, no batch barrier) and the answers
+are committed to the cache as they arrive, every `batch_size` answers (default 64) or COMMIT_EVERY_S seconds,
+whichever comes first. Other backends (transformers, vLLM), or `flow: batch` in the model spec, get batches
+of `batch_size`, each committed before the next is sent. Either way a kill loses at most the uncommitted
+answers, and the stage sees its results in request order, so its output does not depend on the flow. Backends and embedders are
 created on first use and kept for the life of the process, so a stage that never calls a model never loads one.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..backends.base import GenerationRequest, GenerationResult
 from ..backends.identity import ModelIdentity, identity_of
@@ -20,6 +25,7 @@ from .stage import StageError
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 64
+COMMIT_EVERY_S = 5.0
 
 
 @dataclass
@@ -100,7 +106,8 @@ class ModelPool:
 class CachedGenerator:
     def __init__(self, *, stage_label: str, role: str, identity: ModelIdentity, batch_size: int,
                  cache: RequestCache, backend_factory: Callable[[], Any], usage: ModelUsage, cache_only: bool,
-                 progress: Any = None):
+                 progress: Any = None, flow: str = "continuous"):
+        self.flow = flow
         self.stage_label = stage_label
         self.role = role
         self.identity = identity
@@ -132,18 +139,14 @@ class CachedGenerator:
         if missing:
             by_key = {k: r for k, r in zip(keys, requests)}
             backend = self._backend_factory()
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start:start + self.batch_size]
-                answers = backend.generate([by_key[k] for k in chunk])
-                if len(answers) != len(chunk):
-                    raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} returned "
-                                       f"{len(answers)} results for {len(chunk)} requests")
-                fresh = dict(zip(chunk, answers))
+            stream = getattr(backend, "generate_stream", None) if self.flow == "continuous" else None
+            parts = self._streamed(stream, missing, by_key) if stream else self._batched(backend, missing, by_key)
+            for fresh in parts:
                 self._cache.put_many(fresh, model=self.model_id, revision=self.identity.revision)
                 results.update(fresh)
                 if self._progress is not None:
-                    self._progress.update(len(chunk))
-                for res in answers:
+                    self._progress.update(len(fresh))
+                for res in fresh.values():
                     self._usage.backend_tokens_in += res.prompt_tokens
                     self._usage.backend_tokens_out += res.completion_tokens
                     if not res.ok:
@@ -156,6 +159,38 @@ class CachedGenerator:
             self._usage.tokens_in += res.prompt_tokens
             self._usage.tokens_out += res.completion_tokens
         return out
+
+
+    def _batched(self, backend, missing: list[str], by_key: dict) -> Iterator[dict[str, GenerationResult]]:
+        """Batch by batch: each batch's answers, to commit before the next batch is sent."""
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start:start + self.batch_size]
+            answers = backend.generate([by_key[k] for k in chunk])
+            if len(answers) != len(chunk):
+                raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} returned "
+                                   f"{len(answers)} results for {len(chunk)} requests")
+            yield dict(zip(chunk, answers))
+
+    def _streamed(self, stream, missing: list[str], by_key: dict) -> Iterator[dict[str, GenerationResult]]:
+        """As answers arrive (in completion order): groups of up to batch_size, or what arrived within
+        COMMIT_EVERY_S, to commit while the backend keeps working."""
+        pending: dict[str, GenerationResult] = {}
+        last = time.monotonic()
+        seen: set[int] = set()
+        for i, result in stream([by_key[k] for k in missing]):
+            if not (isinstance(i, int) and 0 <= i < len(missing)) or i in seen:
+                raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} streamed a result "
+                                   f"for request #{i!r} (of {len(missing)}) twice or out of range")
+            seen.add(i)
+            pending[missing[i]] = result
+            if len(pending) >= self.batch_size or time.monotonic() - last >= COMMIT_EVERY_S:
+                yield pending
+                pending, last = {}, time.monotonic()
+        if pending:
+            yield pending
+        if len(seen) != len(missing):
+            raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} streamed {len(seen)} "
+                               f"results for {len(missing)} requests")
 
 
 class StageContext:
@@ -185,7 +220,7 @@ class StageContext:
             spec = self.config.models[role]
             self._generators[role] = CachedGenerator(
                 stage_label=self.spec.label, role=role, identity=self._models.identity(role),
-                batch_size=int(spec.get("batch_size", DEFAULT_BATCH_SIZE)),
+                batch_size=int(spec.get("batch_size", DEFAULT_BATCH_SIZE)), flow=str(spec.get("flow", "continuous")),
                 cache=self._cache, backend_factory=lambda: self._models.backend(role), usage=self.usage,
                 cache_only=self._cache_only, progress=self._progress)
         return self._generators[role]

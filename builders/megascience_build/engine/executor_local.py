@@ -30,7 +30,7 @@ from .inputs import read_input, split_rows
 from .manifest import build_manifest, write_manifest
 from .pipeline_config import PipelineConfig, StageSpec
 from .progress import StageBars
-from .runner import check_plan, concat, fingerprint, run_stage, segments
+from .runner import check_plan, concat, fingerprint, preflight, run_stage, segments
 from .storage import (join, parquet_bytes, read_parquet, remove_stale, sha256_bytes, table_from_bytes, unified_empty,
                       write_atomic, write_json_atomic, write_parquet, write_parquet_bytes)
 from .workdir import WorkDir
@@ -264,4 +264,5 @@ class LocalExecutor:
 
 
 def run_local(config: PipelineConfig, work: str | Path, options: RunOptions | None = None) -> dict[str, Any]:
+    preflight(config)                  # bad registries and files fail here, with nothing written
     return LocalExecutor(config, work, options).run()

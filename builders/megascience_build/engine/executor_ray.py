@@ -34,7 +34,7 @@ from .executor_local import RunOptions
 from .inputs import read_input, split_rows
 from .manifest import build_manifest, write_manifest
 from .pipeline_config import PipelineConfig, StageSpec
-from .runner import check_plan, concat, run_stage, segments
+from .runner import check_plan, concat, preflight, run_stage, segments
 from .storage import (join, parquet_bytes, remove_stale, roundtrip, sha256_bytes, unified_empty, write_atomic,
                       write_json_atomic)
 from .workdir import WorkDir
@@ -315,4 +315,5 @@ class RayExecutor:
 
 
 def run_ray(config: PipelineConfig, work: str | Path, options: RunOptions | None = None) -> dict[str, Any]:
+    preflight(config)                  # bad registries and files fail here, with nothing written
     return RayExecutor(config, work, options).run()

@@ -25,8 +25,10 @@ VARIANT_KEYS = {"extends", "remove_stages", "override_stages"}
 INPUT_KEYS = {"files", "parquet", "rows_per_shard"}
 STAGE_KEYS = {"stage", "label", "llm", "embedder", "gpus", "sampling", "prompts", "params", "replicas"}
 MODEL_REQUIRED = ("backend", "model")
-# `options` go to the backend class; `batch_size` is the engine's: requests per backend call (and per cache commit)
-MODEL_KEYS = {"backend", "model", "revision", "options", "batch_size"}
+# `options` go to the backend class; `batch_size` and `flow` are the engine's: requests per backend call or
+# per cache commit, and whether a streaming backend is fed continuously ("continuous") or batch by batch
+MODEL_KEYS = {"backend", "model", "revision", "options", "batch_size", "flow"}
+FLOWS = ("continuous", "batch")
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ def _models(raw: Any, where: str, overrides: Mapping[str, str]) -> dict[str, dic
         batch = spec.get("batch_size", 64)
         if not isinstance(batch, int) or batch < 1:
             raise StageError(f"{at}: field 'batch_size' must be a positive integer, got {batch!r}")
+        if spec.get("flow", "continuous") not in FLOWS:
+            raise StageError(f"{at}: field 'flow' must be one of {', '.join(FLOWS)}, got {spec.get('flow')!r}")
         if not isinstance(spec.get("options") or {}, dict):
             raise StageError(f"{at}: field 'options' must be a mapping")
         models[str(role)] = dict(spec)

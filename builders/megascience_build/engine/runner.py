@@ -34,6 +34,15 @@ def check_plan(config: PipelineConfig, input_schema: pa.Schema) -> list[list[str
     return seen
 
 
+def preflight(config: PipelineConfig) -> None:
+    """Every stage's file checks (Stage.preflight), before an executor touches the work directory."""
+    for spec in config.stages:
+        try:
+            spec.stage.preflight()
+        except StageError as exc:
+            raise StageError(f"pipeline {config.path.name}: stage #{spec.index}: {exc}") from None
+
+
 def segments(config: PipelineConfig) -> list[list[StageSpec]]:
     """Consecutive CPU map stages run fused per shard; a model stage or a global stage stands alone."""
     groups: list[list[StageSpec]] = []

@@ -100,6 +100,10 @@ class Stage:
     def output_columns(self, input_names: Sequence[str]) -> list[str]:
         return list(dict.fromkeys([*input_names, *self.outputs]))
 
+    def preflight(self) -> None:
+        """Checks that read files (a registry's benchmarks, ...), run before any stage of the pipeline does
+        work and before anything is written to the work directory; raise StageError naming what is wrong."""
+
     def side_inputs(self) -> Any:
         """The content (sha256s, commits) of what this stage reads besides its input rows and models, such as
         a registry or benchmark files: part of its shard fingerprint, so an edited file recomputes the

@@ -50,7 +50,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..backends.base import GenerationRequest
-from ..backends.identity import ModelIdentity, canonical_json, sha256_text
+from ..backends.identity import ModelIdentity, canonical_json, identity_of, sha256_text
 from ..benchmarks_registry import (BenchmarkError, BenchmarkQuestion, fingerprint, load_benchmarks,
                                    load_registry, resolved_sources)
 from ..decontam_match import NgramIndex, top_k
@@ -62,6 +62,11 @@ from ..parsers import parse_decision
 
 METHODS = ("exact", "ngram", "judge")
 COUNTER_PREFIX = "contaminated:"
+MATCH_PREFIX = "matched:"          # matched:<benchmark>:<question id>:<method> -> rows removed for it
+
+
+def match_counter(question: BenchmarkQuestion, method: str) -> str:
+    return f"{MATCH_PREFIX}{question.benchmark}:{question.id}:{method}"
 
 
 @dataclass
@@ -73,15 +78,17 @@ class BenchmarkIndex:
     fingerprint: str
     sources: list[dict[str, Any]]
 
-    def embeddings(self, embedder, identity: ModelIdentity, cache_dir: str | os.PathLike) -> np.ndarray:
+    def embeddings(self, embedder, identity: ModelIdentity | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> np.ndarray:
         """The questions' embeddings, an artifact of their own: <cache_dir>/benchmark-embeddings-<key>/ keyed
         by the questions' content and the embedder's resolved identity, built once and reused by every
         later run (an unreadable or mis-shaped artifact is rebuilt)."""
+        identity = identity or identity_of(embedder, "embedder")
         key = sha256_text(canonical_json({"questions": self.fingerprint, "embedder": identity.digest}))[:24]
-        folder = Path(cache_dir) / f"benchmark-embeddings-{key}"
+        folder = Path(cache_dir) / f"benchmark-embeddings-{key}" if cache_dir else None
         try:
-            vecs = np.load(folder / "embeddings.npy")
-            if vecs.shape[0] == len(self.questions):
+            vecs = np.load(folder / "embeddings.npy") if folder else None
+            if vecs is not None and vecs.shape[0] == len(self.questions):
                 return vecs
         except (OSError, ValueError):
             pass
@@ -89,6 +96,8 @@ class BenchmarkIndex:
         if vecs.ndim != 2 or vecs.shape[0] != len(self.questions):
             raise StageError(f"embedder {identity} returned {vecs.shape[0]} vectors for "
                              f"{len(self.questions)} benchmark questions")
+        if folder is None:
+            return vecs
         buf = io.BytesIO()
         np.save(buf, vecs)
         about = {"questions": len(self.questions), "question_ids_sha256": self.fingerprint,
@@ -98,13 +107,13 @@ class BenchmarkIndex:
         return vecs
 
 
-def benchmark_index(registry: str | None, benchmarks: str | Sequence[str], ngram: int, min_words: int
-                    ) -> BenchmarkIndex:
+def benchmark_index(registry: str | None, benchmarks: str | Sequence[str], ngram: int, min_words: int,
+                    frequent_phrases: Sequence[str] = ()) -> BenchmarkIndex:
     """Read the selected benchmarks and build their pooled index."""
     specs = load_registry(_registry_path(registry)).select(benchmarks)
     questions = load_benchmarks(specs)
     ngrams = NgramIndex([q.text for q in questions], n=ngram, min_words=min_words,
-                        exact_aliases=[q.stem for q in questions])
+                        exact_aliases=[q.stem for q in questions], frequent_phrases=frequent_phrases)
     return BenchmarkIndex(questions, ngrams, fingerprint(questions), resolved_sources(specs))
 
 
@@ -127,6 +136,7 @@ class Decontaminate(Stage):
         "question_field": "question",
         "ngram": 13,
         "ngram_min_words": 8,
+        "frequent_phrases": [],            # stock phrases that are never n-gram evidence (besides shared runs)
         "top_k": 5,
         "min_similarity": None,            # null: judge every top-k pair (the paper)
         "drop_if_all_unparseable": False,  # true: the authors' code
@@ -157,7 +167,18 @@ class Decontaminate(Stage):
             load_registry(_registry_path(p["registry"])).select(p["benchmarks"])
         except BenchmarkError as e:
             raise StageError(f"stage {self.label!r}: {e}") from None
+        phrases = p["frequent_phrases"]
+        if not isinstance(phrases, list) or not all(isinstance(x, str) and x.strip() for x in phrases):
+            raise StageError(f"stage {self.label!r}: frequent_phrases must be a list of non-empty strings")
         self._index: BenchmarkIndex | None = None
+
+    def preflight(self) -> None:
+        """Before any stage runs: read and check every selected benchmark (file found and readable, the
+        question field present and non-empty in every record, Hub revisions pinned)."""
+        try:
+            self.index()
+        except BenchmarkError as e:
+            raise StageError(f"stage {self.label!r}: {e}") from None
 
     def side_inputs(self) -> list[dict[str, Any]]:
         """Each selected benchmark's files by sha256 (or Hub commit) and fields: an edited benchmark file
@@ -170,7 +191,8 @@ class Decontaminate(Stage):
         p = self.params
         sources = self.side_inputs()
         if self._index is None or self._index.sources != sources:
-            self._index = benchmark_index(p["registry"], p["benchmarks"], p["ngram"], p["ngram_min_words"])
+            self._index = benchmark_index(p["registry"], p["benchmarks"], p["ngram"], p["ngram_min_words"],
+                                          p["frequent_phrases"])
         return self._index
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
@@ -192,6 +214,7 @@ class Decontaminate(Stage):
             if hit is not None:
                 dropped.append((i, f"contaminated_{method}"))
                 counters[f"{COUNTER_PREFIX}{index.questions[hit].benchmark}:{method}"] += 1
+                counters[match_counter(index.questions[hit], method)] += 1
             else:
                 to_judge.append(i)
 
@@ -265,6 +288,7 @@ class Decontaminate(Stage):
         if v["yes"]:
             pos, _ = max(v["yes"], key=lambda x: x[1])
             counters[f"{COUNTER_PREFIX}{index.questions[pos].benchmark}:judge"] += 1
+            counters[match_counter(index.questions[pos], "judge")] += 1
             return "contaminated_judge", None
         if v["failed"]:
             return f"generation_{v['failed'][0]}", None
@@ -283,9 +307,10 @@ class Decontaminate(Stage):
 
 # -- the per-benchmark report ------------------------------------------------------------------------------
 
-def contamination_report(counters: Mapping[str, int]) -> dict[str, Any]:
-    """{"benchmarks": {name: {"exact": n, "ngram": n, "judge": n, "total": n}}, "total": {...}, "judge": {...}}
-    from a stage's (or a whole run's summed) counters."""
+def contamination_report(counters: Mapping[str, int], index: BenchmarkIndex | None = None) -> dict[str, Any]:
+    """{"benchmarks": {name: {"exact": n, "ngram": n, "judge": n, "total": n}}, "total": {...}, "judge": {...},
+    "matches": [{benchmark, question_id, method, rows[, question]}]} from a stage's (or a whole run's summed)
+    counters; with the stage's `index`, each matched benchmark question's text too."""
     table: dict[str, dict[str, int]] = {}
     for key, n in counters.items():
         if not key.startswith(COUNTER_PREFIX):
@@ -301,7 +326,16 @@ def contamination_report(counters: Mapping[str, int]) -> dict[str, Any]:
     judge = {k: int(v) for k, v in counters.items()
              if k in ("judge_calls", "judge_yes", "judge_no", "unparseable_judgement", "pairs_below_floor",
                       "rows_judged") or k.startswith("judge_generation_")}
-    return {"benchmarks": dict(sorted(table.items())), "total": total, "judge": judge}
+    texts = {q.id: q.text for q in index.questions} if index is not None else {}
+    matches = []
+    for key, n in sorted(counters.items()):
+        if key.startswith(MATCH_PREFIX):
+            bench, qid, method = key[len(MATCH_PREFIX):].rsplit(":", 2)
+            entry = {"benchmark": bench, "question_id": qid, "method": method, "rows": int(n)}
+            if qid in texts:
+                entry["question"] = texts[qid]
+            matches.append(entry)
+    return {"benchmarks": dict(sorted(table.items())), "total": total, "judge": judge, "matches": matches}
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -312,13 +346,20 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     lines.append(f"| **total** | {t['exact']:,} | {t['ngram']:,} | {t['judge']:,} | {t['total']:,} |")
     if report["judge"]:
         lines += ["", "Judge: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report["judge"].items()))]
+    if report.get("matches"):
+        lines += ["", "| benchmark | question id | method | rows removed | benchmark question |",
+                  "| --- | --- | --- | ---: | --- |"]
+        for m in report["matches"]:
+            text = " ".join(m.get("question", "").split())[:160].replace("|", "\\|")
+            lines.append(f"| {m['benchmark']} | `{m['question_id']}` | {m['method']} | {m['rows']:,} | {text} |")
     return "\n".join(lines) + "\n"
 
 
 def write_contamination_report(counters: Mapping[str, int], out_dir: str | os.PathLike,
-                               stem: str = "decontamination") -> tuple[Path, Path]:
+                               stem: str = "decontamination", index: BenchmarkIndex | None = None
+                               ) -> tuple[Path, Path]:
     """Write <stem>.md and <stem>.json into out_dir (each atomically); return their paths."""
-    report = contamination_report(counters)
+    report = contamination_report(counters, index)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
