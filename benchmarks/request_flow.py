@@ -1,0 +1,166 @@
+"""How busy a model stage keeps a continuous-batching server: the batch-barrier flow vs the continuous flow.
+
+A loopback OpenAI-compatible server models an engine such as vLLM: it runs at most `--capacity` sequences at
+once (more requests queue), each reply takes `--ms-per-token` per generated token, and reply lengths come
+from a long-tailed log-normal distribution (median `--median` tokens, capped at `--cap`), drawn from the
+prompt's hash so both flows see the same work. The engine's CachedGenerator sends the same requests through
+the `openai` backend (`concurrency` = capacity) twice, in one run:
+
+- batch flow (`flow: batch`): batches of `batch_size` requests; each waits for its slowest reply;
+- continuous flow (the default): `generate_stream` keeps `concurrency` requests in flight, answers are
+  committed to the request cache as they arrive.
+
+Capacity used = the server's sequence-seconds / (capacity x wall time). Target: >= 90 % continuous.
+
+    .venv/bin/python benchmarks/request_flow.py [--requests 512] [--capacity 64] [--batch-size 64]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from megascience_build.backends import make_backend
+from megascience_build.backends.base import GenerationRequest, SamplingParams
+from megascience_build.backends.identity import identity_of
+from megascience_build.engine.cache import RequestCache
+from megascience_build.engine.context import CachedGenerator, ModelUsage
+
+
+class EngineModel:
+    """The server's state: a slot semaphore and the integral of sequences in flight."""
+
+    def __init__(self, capacity: int, ms_per_token: float, median: int, sigma: float, cap: int):
+        self.slots = threading.Semaphore(capacity)
+        self.ms_per_token, self.median, self.sigma, self.cap = ms_per_token, median, sigma, cap
+        self.lock = threading.Lock()
+        self.busy_s = 0.0
+
+    def reply_tokens(self, prompt: str) -> int:
+        u = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big") / 2 ** 64
+        z = math.sqrt(2) * _erfinv(2 * min(max(u, 1e-12), 1 - 1e-12) - 1)     # a standard normal from u
+        return max(1, min(self.cap, round(self.median * math.exp(self.sigma * z))))
+
+    def run(self, prompt: str) -> int:
+        tokens = self.reply_tokens(prompt)
+        with self.slots:
+            start = time.monotonic()
+            time.sleep(tokens * self.ms_per_token / 1000)
+            with self.lock:
+                self.busy_s += time.monotonic() - start
+        return tokens
+
+
+def _erfinv(y: float) -> float:
+    """Inverse error function (Giles' single-precision approximation, refined by two Newton steps)."""
+    w = -math.log((1.0 - y) * (1.0 + y))
+    if w < 5:
+        w -= 2.5
+        p = 2.81022636e-08
+        for c in (3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087, -0.00125372503,
+                  -0.00417768164, 0.246640727, 1.50140941):
+            p = c + p * w
+    else:
+        w = math.sqrt(w) - 3
+        p = -0.000200214257
+        for c in (0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773, -0.0076224613,
+                  0.00943887047, 1.00167406, 2.83297682):
+            p = c + p * w
+    x = p * y
+    for _ in range(2):
+        x -= (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
+    return x
+
+
+def serve(engine: EngineModel) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            prompt = body["messages"][-1]["content"]
+            tokens = engine.run(prompt)
+            raw = json.dumps({"model": body["model"], "choices": [{"message": {"content": f"{tokens} tokens"},
+                              "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": tokens}}
+                             ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 1024        # the listen backlog: 64 clients connect at once
+
+    httpd = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def run_flow(flow: str, args, engine: EngineModel, url: str, tmp: Path) -> dict:
+    backend = make_backend({"backend": "openai", "model": "engine-model", "options": {
+        "base_url": url, "concurrency": args.capacity, "timeout": 600, "max_retries": 0}})
+    requests = [GenerationRequest(({"role": "user", "content": f"request {i}"},),
+                                  SamplingParams(max_tokens=args.cap)) for i in range(args.requests)]
+    cache = RequestCache(tmp / f"{flow}.sqlite")
+    gen = CachedGenerator(stage_label=flow, role="gen", identity=identity_of(backend, "openai"),
+                          batch_size=args.batch_size, cache=cache, backend_factory=lambda: backend,
+                          usage=ModelUsage(), cache_only=False, flow=flow)
+    engine.busy_s = 0.0
+    t0 = time.monotonic()
+    results = gen.generate(requests)
+    wall = time.monotonic() - t0
+    busy = engine.busy_s
+    backend.close()
+    cache.close()
+    failed = [r.error for r in results if not r.ok]
+    if failed:
+        raise SystemExit(f"{flow} flow: {len(failed)} requests failed, e.g. {failed[0]}")
+    tokens = sum(r.completion_tokens for r in results)
+    ideal = busy / args.capacity
+    return {"flow": flow, "wall_s": wall, "ideal_s": ideal, "used": busy / (args.capacity * wall),
+            "tokens_per_s": tokens / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=512)
+    ap.add_argument("--capacity", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64, help="the engine's batch_size (requests per batch)")
+    ap.add_argument("--ms-per-token", type=float, default=2.0)
+    ap.add_argument("--median", type=int, default=400)
+    ap.add_argument("--sigma", type=float, default=0.8)
+    ap.add_argument("--cap", type=int, default=2048)
+    args = ap.parse_args()
+    engine = EngineModel(args.capacity, args.ms_per_token, args.median, args.sigma, args.cap)
+    httpd = serve(engine)
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    tmp = Path(tempfile.mkdtemp())
+    lengths = sorted(engine.reply_tokens(f"request {i}") for i in range(args.requests))
+    print(f"# {args.requests} requests, server capacity {args.capacity} sequences, {args.ms_per_token} ms/token, "
+          f"reply tokens log-normal median {args.median} (sample median {lengths[len(lengths) // 2]}, "
+          f"p99 {lengths[int(len(lengths) * 0.99)]}, cap {args.cap}); batch_size {args.batch_size}")
+    print(f"# machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print()
+    print("| flow | wall (s) | ideal at full capacity (s) | capacity used | tokens/s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    rows = [run_flow(flow, args, engine, url, tmp) for flow in ("batch", "continuous")]
+    for r in rows:
+        print(f"| {r['flow']} | {r['wall_s']:.1f} | {r['ideal_s']:.1f} | {r['used']:.1%} | {r['tokens_per_s']:,.0f} |")
+    print()
+    print(f"continuous / batch: {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x faster")
+    httpd.shutdown()
+
+
+if __name__ == "__main__":
+    main()
