@@ -7,15 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from .builder import make_builder
+from .errors import UsageError
 from .lockfile import Lock, as_lock
 from .resolve import Resolved, resolve
+from .views import training_view
 
 
 def load_dataset(config: str = "textbook", split: str | None = None, streaming: bool = False,
                  revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                  columns: Sequence[str] | None = None, filters=None, lock: "Lock | str | os.PathLike | None" = None,
                  source: str | None = None, sample: bool = False, verify: bool = False, progress: bool = True,
-                 batch_size: int | None = None, num_proc: int | None = None, keep_in_memory: bool | None = None):
+                 batch_size: int | None = None, num_proc: int | None = None, keep_in_memory: bool | None = None,
+                 format: str | None = None, tokenizer=None):
     """Load one configuration like `datasets.load_dataset`, at a revision resolved to a full commit sha.
 
     config     a catalogue name (`megascience list`)
@@ -27,14 +30,21 @@ def load_dataset(config: str = "textbook", split: str | None = None, streaming: 
     columns    project to these columns (pushed down into the parquet reader)
     filters    pyarrow/parquet filters, e.g. [("subject", "==", "physics")] (pushed down)
     verify     re-hash already cached shards instead of trusting the store's record
+    format     a training view: "messages" (chat turns) or "prompt_completion" (views.py); default the rows
+    tokenizer  with format: add `num_tokens` per row in this Hugging Face tokenizer
     Returns a Dataset/DatasetDict, or an IterableDataset/IterableDatasetDict with streaming=True;
     `.info` carries the description, license and citation. `resolve_config` gives the commit sha and shards.
     """
     res = resolve_config(config, revision, source=source, lock=lock, streaming=streaming, cache_dir=cache_dir,
                          sample=sample, verify=verify, progress=progress, defer_hashing=not streaming)
-    return load_resolved(res, split=split, streaming=streaming, cache_dir=cache_dir, columns=columns,
-                         filters=filters, batch_size=batch_size, num_proc=num_proc, keep_in_memory=keep_in_memory,
-                         progress=progress)
+    ds = load_resolved(res, split=split, streaming=streaming, cache_dir=cache_dir, columns=columns,
+                       filters=filters, batch_size=batch_size, num_proc=num_proc, keep_in_memory=keep_in_memory,
+                       progress=progress)
+    if format is None:
+        if tokenizer is not None:
+            raise UsageError("tokenizer= counts tokens of a training view: give format= too")
+        return ds
+    return training_view(ds, format, tokenizer, config=config)
 
 
 def resolve_config(config: str, revision: str | None = None, *, source: str | None = None, lock=None,
