@@ -1,6 +1,8 @@
 """Deterministic parquet bytes, atomic writes, and fsspec URLs for inputs and outputs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,3 +50,25 @@ def test_inputs_and_outputs_on_fsspec_urls(tmp_path):
     local = run_local(load_pipeline(write_pipeline(tmp_path / "q")), tmp_path / "work2", RunOptions(progress=False))
     assert [o["sha256"] for o in m["outputs"]] == [o["sha256"] for o in local["outputs"]]
     assert sum(read_parquet(p).num_rows for p in paths) == 19
+
+
+def test_outputs_get_ordinary_permissions_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        from megascience_build.engine import storage
+        mode = 0o666 & ~0o022
+        monkey = storage.FILE_MODE, storage.DIR_MODE
+        storage.FILE_MODE, storage.DIR_MODE = mode, 0o755     # as computed at import under this umask
+        try:
+            m = run_local(load_pipeline(write_pipeline(tmp_path / "p")), tmp_path / "work", RunOptions(progress=False))
+            storage.publish_dir(tmp_path / "artifact", {"a.bin": b"x"})
+        finally:
+            storage.FILE_MODE, storage.DIR_MODE = monkey
+    finally:
+        os.umask(old)
+    files = [*map(Path, output_paths(m, tmp_path / "work")), tmp_path / "work" / "manifest.json",
+             tmp_path / "work" / "report.md", tmp_path / "artifact" / "a.bin"]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(mode)}
+    assert oct(stat.S_IMODE((tmp_path / "artifact").stat().st_mode)) == oct(0o755)
