@@ -258,3 +258,102 @@ def boilerplate_rows(runs: Sequence[tuple[str, int]], per_run: int = 3) -> list[
         for j in range(per_run):
             out.append(f"{run}. {UNRELATED_QUESTIONS[(i * per_run + j) % len(UNRELATED_QUESTIONS)]}")
     return out
+
+
+# -- labelled pairs for measuring the judge ------------------------------------------------------------
+
+# Hand-written paraphrases (both sides by the team): the same problem with the same given values, reworded.
+PARAPHRASE_PAIRS = [
+    ("A car travels 150 km in 2.5 hours. What is its average speed in km/h?",
+     "What average speed, in kilometres per hour, does a car have if it covers 150 km in two and a half hours?"),
+    ("How many grams of sodium chloride are needed to make 500 mL of a 0.2 M solution?",
+     "To prepare half a litre of 0.2 molar NaCl solution, what mass of sodium chloride must be dissolved?"),
+    ("What is the probability of getting exactly two heads in three tosses of a fair coin?",
+     "A fair coin is tossed three times. Find the chance that heads comes up exactly twice."),
+    ("Which enzyme unwinds the DNA double helix at the replication fork?",
+     "At the replication fork, what enzyme is responsible for separating the two strands of the DNA helix?"),
+    ("A 10 ohm resistor carries a current of 3 A. How much power does it dissipate?",
+     "Find the power dissipated by a resistor of 10 ohms through which 3 amperes flow."),
+    ("What is the derivative of x^3 sin(x) with respect to x?",
+     "Differentiate the function x^3 times sin x with respect to x."),
+    ("A patient presents with polyuria, polydipsia and weight loss. Which hormone deficiency is most likely?",
+     "Weight loss together with excessive urination and thirst in a patient points to a deficiency of which hormone?"),
+    ("What is the time complexity of binary search on a sorted array of n elements?",
+     "On a sorted array holding n items, how does the running time of binary search grow with n?"),
+    ("If the price of a good rises from $4 to $5 and demand falls from 100 to 80 units, what is the price "
+     "elasticity of demand (simple percentage method)?",
+     "Demand drops from 100 units to 80 units when the price goes up from 4 dollars to 5 dollars. Using simple "
+     "percentage changes, compute the price elasticity of demand."),
+    ("Calculate the pH of a 0.01 M solution of hydrochloric acid.",
+     "What pH does hydrochloric acid have at a concentration of 0.01 mol per litre?"),
+    ("A ball is dropped from a height of 20 m. How long does it take to hit the ground? (g = 9.8 m/s^2)",
+     "Taking g as 9.8 m/s^2, find the time a ball released from rest 20 m above the ground needs to reach it."),
+    ("Janet has 12 apples and gives a third of them to her brother. How many apples does she have left?",
+     "After giving one third of her 12 apples to her brother, how many apples remain with Janet?"),
+]
+
+PAIR_CLASSES = ("copy", "edited", "reordered", "paraphrase", "neighbour", "shared_phrasing", "changed_number")
+POSITIVE = ("copy", "edited", "reordered", "paraphrase")      # the judge should say YES
+NEGATIVE = ("neighbour", "shared_phrasing")                   # different problems: NO
+# "changed_number": the same wording with one given value changed, reported apart (a policy case)
+
+_NUMBER = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
+
+
+def change_a_number(text: str) -> str | None:
+    m = _NUMBER.search(text)
+    if m is None:
+        return None
+    return text[:m.start()] + str(int(m.group(1)) + 3) + text[m.end():]
+
+
+@dataclass(frozen=True)
+class LabelledPair:
+    kind: str
+    question: str          # the training side
+    candidate: str         # the benchmark side
+
+
+def labelled_pairs(questions: Sequence[BenchmarkQuestion], embeddings, per_class: int, seed: int = 0
+                   ) -> list[LabelledPair]:
+    """`per_class` pairs of each PAIR_CLASSES kind from benchmark questions (and the hand-written
+    paraphrases): copies, light edits, reorderings; hard negatives: a question's nearest other question of
+    the same benchmark by embedding (same topic, different problem) and two questions sharing one of the
+    most frequent 13-word runs (same stock phrasing); and one given number changed."""
+    import numpy as np
+
+    from .decontam_match import normalize
+    rng = random.Random(seed)
+    pool = [i for i, q in enumerate(questions) if 6 <= len(q.stem.split()) <= 120]
+    picked = rng.sample(pool, min(len(pool), per_class * 4))
+    pairs = []
+    for k, kind in enumerate(("copy", "edited", "reordered")):
+        for i in picked[k::4][:per_class]:
+            q = questions[i].text
+            side = q if kind == "copy" else edit_lightly(q, rng) if kind == "edited" else reorder(q, rng)
+            pairs.append(LabelledPair(kind, side, q))
+    pairs += [LabelledPair("paraphrase", b, a) for a, b in PARAPHRASE_PAIRS[:per_class]]
+    by_bench: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_bench.setdefault(q.benchmark, []).append(i)
+    for i in picked[3::4][:per_class]:
+        same = [j for j in by_bench[questions[i].benchmark] if j != i and questions[j].stem != questions[i].stem]
+        sims = embeddings[same] @ embeddings[i]
+        j = same[int(np.argmax(sims))]
+        pairs.append(LabelledPair("neighbour", questions[i].text, questions[j].text))
+    shared = []
+    for run, _ in frequent_runs(questions, top=per_class * 2):
+        owners = [q for q in questions if run in normalize(q.stem)]
+        distinct = list({normalize(q.stem): q for q in owners}.values())
+        if len(distinct) >= 2:
+            a, b = rng.sample(distinct, 2)
+            shared.append(LabelledPair("shared_phrasing", a.text, b.text))
+    pairs += shared[:per_class]
+    changed = []
+    for i in rng.sample(pool, len(pool)):
+        other = change_a_number(questions[i].text)
+        if other is not None:
+            changed.append(LabelledPair("changed_number", other, questions[i].text))
+        if len(changed) == per_class:
+            break
+    return pairs + changed

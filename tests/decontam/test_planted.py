@@ -98,3 +98,20 @@ def test_smollm2_judge_structure(planted, minilm, smollm2, make_ctx):
         prov = json.loads(prov)
         assert prov["steps"][-1]["model"] == smollm2.model_id
         assert prov["signals"]["decontamination"]["decision"] in ("not_same", "unparseable")
+
+
+def test_labelled_judge_pairs_cover_every_class_with_the_intended_relation(planted):
+    from decontam_fakes import BagOfWordsEmbedder
+    from megascience_build.decontam_eval import PAIR_CLASSES, change_a_number, labelled_pairs
+    registry, _ = planted
+    questions = Decontaminate({"registry": registry, "benchmarks": "shared"}).index().questions
+    vectors = BagOfWordsEmbedder().encode([q.text for q in questions])
+    pairs = labelled_pairs(questions, vectors, per_class=4, seed=2)
+    by = defaultdict(list)
+    for p in pairs:
+        by[p.kind].append(p)
+    assert {k: len(v) for k, v in by.items()} == {k: 4 for k in PAIR_CLASSES}
+    assert all(p.question == p.candidate for p in by["copy"])
+    assert all(p.question != p.candidate for k in PAIR_CLASSES if k != "copy" for p in by[k])
+    assert change_a_number("A train leaves at 3 pm with 120 people.") == "A train leaves at 6 pm with 120 people."
+    assert change_a_number("No numbers here.") is None

