@@ -24,6 +24,17 @@ def _model_override(text: str) -> tuple[str, str]:
     return role, model
 
 
+def _rate(text: str) -> tuple[str, float]:
+    role, sep, value = text.partition("=")
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not sep or not role or rate <= 0:
+        raise argparse.ArgumentTypeError(f"expected ROLE=TOKENS_PER_S with a positive number, got {text!r}")
+    return role, rate
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="megascience-build", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -56,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rewrite report.md and report.png from the manifest",
                             description="Render report.md and report.png from WORK/manifest.json and print the markdown.")
     report.add_argument("--work", type=Path, required=True)
+
+    pl = sub.add_parser("plan", help="requests, tokens and GPU-hours at full size, scaled from a trial run",
+                        description="Scale a finished (trial) run's per-stage requests and tokens to --rows input "
+                                    "rows and convert generated tokens into GPU-hours at measured rates.")
+    pl.add_argument("--work", type=Path, required=True, help="work directory of the trial run")
+    pl.add_argument("--rows", type=int, required=True, help="input rows of the full run")
+    pl.add_argument("--rate", action="append", default=[], type=_rate, metavar="ROLE=TOKENS_PER_S",
+                    help="generated tokens/s of one replica for a model role ('*' for all; repeatable)")
+    pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     rel = sub.add_parser("release", help="assemble the dataset repository folder from finished work directories; "
                                          "optionally commit it to git and publish it to a Hub repository",
@@ -160,6 +180,19 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args) -> int:
+    from .engine.capacity import plan, render
+    from .engine.manifest import read_manifest
+    try:
+        manifest = read_manifest(args.work)
+        result = plan(manifest, args.rows, dict(args.rate))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"megascience-build: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(result, indent=2) if args.json else render(result), end="" if not args.json else "\n")
+    return EXIT_OK
+
+
 def cmd_release(args) -> int:
     from .release import ReleaseError, ReleaseOptions, load_release_file, parse_work, release
 
@@ -196,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return {"run": cmd_run, "status": cmd_status, "report": cmd_report, "release": cmd_release}[args.command](args)
+    return {"run": cmd_run, "status": cmd_status, "report": cmd_report, "plan": cmd_plan,
+            "release": cmd_release}[args.command](args)
 
 
 if __name__ == "__main__":

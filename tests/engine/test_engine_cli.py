@@ -74,3 +74,24 @@ def test_limit_runs_on_the_first_rows(pipeline, tmp_path, capsys):
     manifest = __import__("json").loads((work / "manifest.json").read_text())
     assert manifest["input"]["rows"] == 7 and manifest["input"]["shards"] == 2 and manifest["input"]["limit"] == 7
     assert manifest["stages"][0]["rows_in"] == 7 and manifest["pipeline"]["overrides"]["limit"] == 7
+
+
+def test_plan_scales_a_trial_run_to_full_size_and_prices_it_in_gpu_hours(pipeline, tmp_path, capsys):
+    import json as _json
+    from megascience_build.cli import main as cli
+    work = tmp_path / "trial"
+    assert cli(["run", str(pipeline), "--work", str(work), "--no-progress"]) == 0
+    trial = _json.loads((work / "manifest.json").read_text())
+    answer = next(s for s in trial["stages"] if s["label"] == "answer")
+    capsys.readouterr()
+    assert cli(["plan", "--work", str(work), "--rows", "2400", "--rate", "gen=50", "--json"]) == 0
+    p = _json.loads(capsys.readouterr().out)
+    planned = next(s for s in p["stages"] if s["label"] == "answer")
+    assert p["scale"] == 100 and planned["requests"] == answer["usage"]["requests"] * 100
+    assert planned["gpu_hours"] == pytest.approx(answer["usage"]["tokens_out"] * 100 / 50 / 3600)
+    assert p["total"]["gpu_hours"] == pytest.approx(planned["gpu_hours"]) and p["roles_without_rate"] == []
+    assert cli(["plan", "--work", str(work), "--rows", "2400"]) == 0
+    text = capsys.readouterr().out
+    assert "| answer | gen |" in text and "No rate for role(s) gen" in text
+    with pytest.raises(SystemExit):
+        cli(["plan", "--work", str(work), "--rows", "10", "--rate", "gen=fast"])
