@@ -1,4 +1,4 @@
-"""StageContext: what a stage's process(batch, ctx) can use (see ENGINE_API.md).
+"""StageContext: what a stage's process(batch, ctx) can use (the contract: engine/stage.py).
 
 ctx.llm(role) returns a CachedGenerator: it looks every request up in the shared cache and sends only the
 misses to the backend. A backend with `generate_stream` (openai, scripted) is fed continuously: it keeps its
