@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from .backends.base import GenerationResult
 from .benchmarks_registry import BenchmarkQuestion
+from .decontam_match import normalize
 from .engine import records
 
 # The question files in ../shared/benchmarks (as published with the paper's pipeline) and their question field.
@@ -234,9 +235,6 @@ def score(rows: Sequence[PlantedRow], dropped: Sequence[tuple[int, str]]) -> dic
 def frequent_runs(questions: Sequence[BenchmarkQuestion], n: int = 13, top: int = 20) -> list[tuple[str, int]]:
     """The `top` word runs of length n that the most distinct benchmark questions share (stock preambles,
     instructions), with how many share each: the material of boilerplate false positives."""
-    from collections import Counter
-
-    from .decontam_match import normalize
     counts: Counter[str] = Counter()
     for q in questions:
         words = normalize(q.stem).split()
@@ -322,7 +320,6 @@ def labelled_pairs(questions: Sequence[BenchmarkQuestion], embeddings, per_class
     most frequent 13-word runs (same stock phrasing); and one given number changed."""
     import numpy as np
 
-    from .decontam_match import normalize
     rng = random.Random(seed)
     pool = [i for i, q in enumerate(questions) if 6 <= len(q.stem.split()) <= 120]
     picked = rng.sample(pool, min(len(pool), per_class * 4))

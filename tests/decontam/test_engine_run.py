@@ -21,15 +21,22 @@ TRAIN = ["Which organelle carries out photosynthesis in plant cells?",          
          "Explain how a lever multiplies force."]                                   # judge NO
 
 
-def test_pipeline_run(tmp_path):
-    (tmp_path / "bench.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in BENCH))
-    (tmp_path / "registry.yaml").write_text(yaml.safe_dump({"sets": {"mine": ["toy"]}, "benchmarks": {
+def write_inputs(root):
+    """bench.jsonl (BENCH), registry.yaml (set "mine"), data/rows.parquet (TRAIN); returns the benchmark file."""
+    bench = root / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"question": q}) + "\n" for q in BENCH))
+    (root / "registry.yaml").write_text(yaml.safe_dump({"sets": {"mine": ["toy"]}, "benchmarks": {
         "toy": {"file": {"path": "bench.jsonl"}, "question": "question"}}}))
-    (tmp_path / "data").mkdir()
+    (root / "data").mkdir()
     pq.write_table(pa.table({
         "id": [records.content_id("row", i) for i in range(len(TRAIN))],
         "provenance": [records.new_provenance({"kind": "test", "row": i}) for i in range(len(TRAIN))],
-        "question": TRAIN}), tmp_path / "data" / "rows.parquet")
+        "question": TRAIN}), root / "data" / "rows.parquet")
+    return bench
+
+
+def test_pipeline_run(tmp_path):
+    write_inputs(tmp_path)
     pipeline = {
         "name": "decontam-engine-test", "seed": 0,
         "input": {"parquet": ["data/*.parquet"], "rows_per_shard": 2},
@@ -59,15 +66,7 @@ def test_pipeline_run(tmp_path):
 
 def test_an_edited_benchmark_file_recomputes_the_decontaminate_shards_and_only_those(tmp_path, monkeypatch):
     monkeypatch.setenv("MEGASCIENCE_ARTIFACT_CACHE", str(tmp_path / "artifacts"))
-    bench = tmp_path / "bench.jsonl"
-    bench.write_text("".join(json.dumps({"question": q}) + "\n" for q in BENCH))
-    (tmp_path / "registry.yaml").write_text(yaml.safe_dump({"sets": {"mine": ["toy"]}, "benchmarks": {
-        "toy": {"file": {"path": "bench.jsonl"}, "question": "question"}}}))
-    (tmp_path / "data").mkdir()
-    pq.write_table(pa.table({
-        "id": [records.content_id("row", i) for i in range(len(TRAIN))],
-        "provenance": [records.new_provenance({"kind": "test", "row": i}) for i in range(len(TRAIN))],
-        "question": TRAIN}), tmp_path / "data" / "rows.parquet")
+    bench = write_inputs(tmp_path)
     pipeline = {
         "name": "decontam-resume-test", "seed": 0,
         "input": {"parquet": ["data/*.parquet"], "rows_per_shard": 2},

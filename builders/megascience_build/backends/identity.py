@@ -16,6 +16,7 @@ part, done once per file and process), so a fully cached stage never loads its m
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -114,9 +115,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "added_tokens.json")
 
 
+@functools.lru_cache(maxsize=64)
 def hub_commit(repo: str, revision: str | None, *, repo_type: str = "model") -> str:
     """The commit sha a Hub revision (branch, tag or sha) names: a 40-hex sha as given; else from the local
-    Hub cache's refs; else asked of the Hub (HF_ENDPOINT). Never guesses."""
+    Hub cache's refs; else asked of the Hub (HF_ENDPOINT). Never guesses. Remembered for the process, so
+    identify() and loading the same model ask once (failures are not remembered)."""
     revision = revision or "main"
     if COMMIT_SHA.match(revision):
         return revision

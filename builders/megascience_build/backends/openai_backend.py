@@ -10,18 +10,19 @@ never an answer. The API key is read from the environment variable named by `api
 
 Identity: the pinned `model` name (and `revision`, default "served"; pin it to the weights' commit you
 deployed) plus `extra_body`. Before the first request the server's /models listing must include the pinned
-name (servers without a listing are asked nothing), and every reply's `model` field must equal it: a server
-serving something else raises ModelMismatchError for the whole call, so none of its answers is cached.
+name (servers without a listing are asked nothing), and every reply's `model` field must equal it: the first
+reply naming another model raises ModelMismatchError, and neither it nor the requests still in flight are
+kept (the engine caches only answers it has received before).
 """
 from __future__ import annotations
 
 import email.utils
+import itertools
 import logging
 import os
 import random
 import threading
 import time
-import itertools
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Iterator, Sequence
 
@@ -94,18 +95,10 @@ class OpenAIBackend:
         return ModelIdentity("openai", model, revision or "served", settings=make_settings(extra_body=extra_body))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        if not requests:
-            return []
-        self._check_listing()
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
-                                thread_name_prefix="openai-backend") as pool:
-            answers = list(pool.map(self._request, requests))
-        wrong = sorted({served for _, served in answers if served not in (None, self.model_id)})
-        if wrong:
-            raise ModelMismatchError(f"{self.url} answered as model {', '.join(map(repr, wrong))}, but the pipeline "
-                                     f"pinned {self.model_id!r}: none of its {len(requests)} answers is kept "
-                                     f"(pin the served name, or point base_url at the right server)")
-        return [result for result, _ in answers]
+        results: list[GenerationResult | None] = [None] * len(requests)
+        for i, result in self.generate_stream(requests):
+            results[i] = result
+        return results
 
     def generate_stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         """(request index, result) as each answer arrives, with `concurrency` requests in flight at all times
@@ -126,7 +119,8 @@ class OpenAIBackend:
                         if served not in (None, self.model_id):
                             raise ModelMismatchError(
                                 f"{self.url} answered as model {served!r}, but the pipeline pinned {self.model_id!r}: "
-                                f"this answer and those still in flight are not kept")
+                                f"this answer and those still in flight are not kept (pin the served name, or "
+                                f"point base_url at the right server)")
                         nxt = next(todo, None)
                         if nxt is not None:
                             running[pool.submit(self._request, nxt[1])] = nxt[0]

@@ -1,7 +1,8 @@
 """The request cache shared by every stage: one SQLite file in WAL mode.
 
 Key: GenerationRequest.cache_key(identity) (the model's resolved identity digest, see backends/identity.py,
-sampling, sample index, rendered messages); the model and revision columns are for audits only. Value: the GenerationResult as JSON plus the sha256 of that JSON. Only complete answers
+sampling, sample index, rendered messages); the model and revision columns are for audits only.
+Value: the GenerationResult as JSON plus the sha256 of that JSON. Only complete answers
 (finish_reason "stop") are served as cached answers; failures ("length", "error") are retried on the next run.
 The last failure of a request is kept in a separate table that only --cache-only reads, so a replay
 without any model reproduces the run that wrote the cache, failures (and the rows they dropped) included.

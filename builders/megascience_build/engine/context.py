@@ -6,7 +6,8 @@ own window of requests in flight (a new one starts as soon as one finishes, no b
 are committed to the cache as they arrive, every `batch_size` answers (default 64) or COMMIT_EVERY_S seconds,
 whichever comes first. Other backends (transformers, vLLM), or `flow: batch` in the model spec, get batches
 of `batch_size`, each committed before the next is sent. Either way a kill loses at most the uncommitted
-answers, and the stage sees its results in request order, so its output does not depend on the flow. Backends and embedders are
+answers, and the stage sees its results in request order, so its output does not depend on the flow.
+Backends and embedders are
 created on first use and kept for the life of the process, so a stage that never calls a model never loads one.
 """
 from __future__ import annotations

@@ -76,11 +76,6 @@ class PipelineConfig:
     limit: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
-    def model_ref(self, role: str) -> dict[str, str]:
-        spec = self.models[role]
-        return {"role": role, "backend": str(spec["backend"]), "model": str(spec["model"]),
-                "revision": str(spec.get("revision", "main"))}
-
 
 def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mapping[str, str] | None = None,
                   limit: int | None = None) -> PipelineConfig:

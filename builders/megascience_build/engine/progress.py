@@ -56,19 +56,11 @@ def quiet_library_bars() -> None:
     not a terminal: they only write carriage-return walls there."""
     if sys.stderr.isatty():
         return
-    try:
-        from huggingface_hub.utils import disable_progress_bars
-        disable_progress_bars()
-    except ImportError:
-        pass
-    if "transformers" in sys.modules or _importable("transformers"):
+    from huggingface_hub.utils import disable_progress_bars
+    disable_progress_bars()          # transformers, imported later, takes its bar setting from here
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(name) is not None
 
 
 class RequestBar:

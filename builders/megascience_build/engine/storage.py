@@ -150,7 +150,8 @@ def artifact_cache_dir() -> Path:
 
 def publish_dir(target: str | os.PathLike, files: dict[str, bytes]) -> None:
     """Write a folder of files under a temporary name, then rename it into place: a reader sees the whole
-    folder or none. If another process published it first, its copy stays (same key, same content)."""
+    folder or none. A copy already there (the caller found it unreadable) is replaced; if another process
+    publishes in between, the rename fails and its copy stays (same key, same content)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

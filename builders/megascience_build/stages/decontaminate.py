@@ -77,6 +77,7 @@ class BenchmarkIndex:
     ngrams: NgramIndex
     fingerprint: str
     sources: list[dict[str, Any]]
+    _vectors: dict[str, np.ndarray] = field(default_factory=dict)   # artifact key -> embeddings, this process
 
     def embeddings(self, embedder, identity: ModelIdentity | None = None,
                    cache_dir: str | os.PathLike | None = None) -> np.ndarray:
@@ -85,6 +86,11 @@ class BenchmarkIndex:
         later run (an unreadable or mis-shaped artifact is rebuilt)."""
         identity = identity or identity_of(embedder, "embedder")
         key = sha256_text(canonical_json({"questions": self.fingerprint, "embedder": identity.digest}))[:24]
+        if key not in self._vectors:
+            self._vectors[key] = self._load_or_embed(embedder, identity, key, cache_dir)
+        return self._vectors[key]
+
+    def _load_or_embed(self, embedder, identity: ModelIdentity, key: str, cache_dir) -> np.ndarray:
         folder = Path(cache_dir) / f"benchmark-embeddings-{key}" if cache_dir else None
         try:
             vecs = np.load(folder / "embeddings.npy") if folder else None

@@ -55,6 +55,7 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(name)
 
 
+@lru_cache(maxsize=4)
 def tokenizer_sha256(name: str | None) -> str | None:
     """The content of a named counting tokenizer (its serialised vocabulary and rules), for fingerprints."""
     if name is None:
