@@ -87,6 +87,34 @@ def test_out_of_memory_halves_the_batch(tiny, monkeypatch):
     assert all(r.completion_tokens == 2 for r in results)
 
 
+def test_separate_prefill_decodes_like_the_padded_batch(tiny, monkeypatch):
+    """Prefilling each prompt alone and decoding the packed caches together gives the padded batch's tokens
+    (fp32, greedy), and runs only for batches of more than one prompt."""
+    requests = [chat("a", max_tokens=5), chat("a much longer prompt than the first one", max_tokens=5),
+                chat("a middle prompt", max_tokens=5)]
+    monkeypatch.setattr(tiny, "max_batch_size", 3)
+    calls = []
+    original = tiny._prefilled_cache
+    monkeypatch.setattr(tiny, "_prefilled_cache", lambda prompts, width: calls.append(len(prompts))
+                        or original(prompts, width))
+    monkeypatch.setattr(tiny, "separate_prefill", False)
+    batched = tiny.generate(requests)
+    monkeypatch.setattr(tiny, "separate_prefill", True)
+    separate = tiny.generate(requests)
+    alone = tiny.generate(requests[1:2])
+    assert calls == [3]  # the single request went the plain way
+    assert [r.text for r in separate] == [r.text for r in batched]
+    assert [r.completion_tokens for r in separate] == [5, 5, 5] and separate[1].text == alone[0].text
+
+
+def test_prefill_option_is_checked_and_auto_means_cpu():
+    assert make_backend({"backend": "transformers", "model": "t", "options": {
+        "dummy": True, "config": "tiny-llama", "device": "cpu"}}).separate_prefill
+    with pytest.raises(ValueError, match="prefill must be auto, separate or batched, not 'alone'"):
+        make_backend({"backend": "transformers", "model": "t", "options": {
+            "dummy": True, "config": "tiny-llama", "device": "cpu", "prefill": "alone"}})
+
+
 # -- the real SmolLM2-135M-Instruct --------------------------------------------------------------------
 
 PROMPTS = ["Hi", "What is the capital of France?",
@@ -112,6 +140,19 @@ def test_smollm2_batch_structure_and_greedy_determinism(smollm2):
     assert "Paris" in first[1].text  # a coarse check that the weights and chat template are really in use
     second = smollm2.generate(list(reversed(requests)))[::-1]
     assert [r.text for r in second] == [r.text for r in first]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_smollm2_separate_prefill_matches_one_at_a_time(smollm2, monkeypatch):
+    """The CPU default (each prompt prefilled alone, decoded as a batch) gives the greedy replies of
+    running each request by itself, on the real model."""
+    assert smollm2.separate_prefill
+    requests = [chat(p, max_tokens=20) for p in PROMPTS]
+    together = smollm2.generate(requests)
+    alone = [smollm2.generate([r])[0] for r in requests]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.completion_tokens for r in together] == [r.completion_tokens for r in alone]
 
 
 @pytest.mark.slow

@@ -8,6 +8,13 @@ bad request).
 
 Precision: bf16 on GPU, fp32 on CPU (option `dtype` overrides).
 
+Prefill (option `prefill`): "batched" runs the left-padded batch through one `generate` call; "separate"
+prefills each prompt alone (no padding, the causal fast path of scaled-dot-product attention, logits of the
+last position only), packs the caches right-aligned into one batch cache and decodes the batch together.
+On 2 CPU cores, 5 SmolLM2 prompts of 2.7-3.0k tokens with 16 new tokens took 25.6 s that way against 39.8 s
+batched (the padded, masked prefill is the slow part there). "auto" (default): separate on CPU, batched
+elsewhere. The decoded tokens are the same computation up to the numerics of batch shape.
+
 Sampling: temperature == 0 is greedy. Otherwise each request draws from its own torch.Generator seeded with
 `sampling.seed + sample_index` (one uniform number per generated token, inverse-CDF over the top-p nucleus),
 so a request's sample does not depend on which other requests share its batch or on their order. What can
@@ -117,13 +124,25 @@ class _SeededSampler:
         return out.scatter_(1, chosen, 0.0)
 
 
+def _cache_argument(method) -> str:
+    """The keyword a model's forward (and so `generate`) takes its KV cache by: `cache` since transformers
+    5.2x, `past_key_values` before."""
+    import inspect
+
+    params = inspect.signature(method).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class TransformersBackend:
     def __init__(self, model: str, revision: str | None = None, *, device: str = "auto", dtype: str = "auto",
                  max_batch_size: int = 16, max_batch_tokens: int | None = None, dummy: bool = False,
                  config: str | dict | None = None, tokenizer: str | None = None, chat_template: str | None = None,
                  ignore_eos: bool = False, seed: int = 0, attn_implementation: str | None = None,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, prefill: str = "auto"):
         torch = _torch()
+        if prefill not in ("auto", "separate", "batched"):
+            raise ValueError(f"transformers backend: option prefill must be auto, separate or batched, "
+                             f"not {prefill!r}")
         self.identity = self.identify(model, revision, device=device, dtype=dtype, dummy=dummy, config=config,
                                       tokenizer=tokenizer, chat_template=chat_template, ignore_eos=ignore_eos,
                                       seed=seed)
@@ -134,6 +153,7 @@ class TransformersBackend:
         self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else (
             262144 if self.device.startswith("cuda") else 16384)
         self.ignore_eos = bool(ignore_eos)
+        self.separate_prefill = prefill == "separate" or (prefill == "auto" and self.device == "cpu")
         self.oom_splits = 0  # how many times a batch was halved after running out of GPU memory
         model_kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         if attn_implementation:
@@ -282,12 +302,38 @@ class TransformersBackend:
         if sampling.temperature > 0:
             processors.append(_SeededSampler(sampling.temperature, sampling.top_p,
                                              [r.sampling.seed + r.sample_index for r in reqs]))
+        extra = {}
         with torch.inference_mode():
+            if self.separate_prefill and len(prompts) > 1 and min(map(len, prompts)) > 1:
+                extra[_cache_argument(self.model.forward)] = self._prefilled_cache(prompts, width)
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
                                       generation_config=gen_config, logits_processor=processors,
-                                      tokenizer=self.tokenizer if sampling.stop else None)
+                                      tokenizer=self.tokenizer if sampling.stop else None, **extra)
         generated = out[:, width:].tolist()
         return [self._result(tokens, len(ids), sampling) for tokens, ids in zip(generated, prompts)]
+
+    def _prefilled_cache(self, prompts: list[list[int]], width: int):
+        """Each prompt but its last token run alone, the caches packed right-aligned into one of width - 1
+        positions (zeros where the batch is padded, masked by the attention mask); `generate` then feeds
+        the last prompt tokens together and decodes the batch."""
+        torch = _torch()
+        from transformers import DynamicCache
+
+        forward_cache = _cache_argument(self.model.forward)
+        span = width - 1
+        packed: list[list] = []  # per layer: [keys, values] of the batch
+        for row, ids in enumerate(prompts):
+            cache = DynamicCache(config=self.model.config)
+            head = torch.tensor([ids[:-1]], dtype=torch.long, device=self.device)
+            self.model(input_ids=head, use_cache=True, logits_to_keep=1, **{forward_cache: cache})
+            for layer, part in enumerate(cache.layers):
+                if row == 0:
+                    shape = (len(prompts), part.keys.shape[1], span, part.keys.shape[3])
+                    packed.append([part.keys.new_zeros(shape), part.values.new_zeros(shape)])
+                n = part.keys.shape[2]
+                packed[layer][0][row, :, span - n:] = part.keys[0]
+                packed[layer][1][row, :, span - n:] = part.values[0]
+        return DynamicCache(ddp_cache_data=[tuple(kv) for kv in packed], config=self.model.config)
 
     def _result(self, tokens: list[int], prompt_tokens: int, sampling) -> GenerationResult:
         eos_at = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
