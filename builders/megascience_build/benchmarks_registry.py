@@ -373,6 +373,12 @@ def _record_sources(spec: BenchmarkSpec, snapshot_download=None) -> Iterator[tup
         yield path, _iter_file_records(spec, path)
 
 
+def record_sources(spec: BenchmarkSpec, snapshot_download=None) -> Iterator[tuple[str, Iterator[Any]]]:
+    """(source name, iterator of raw records) per file of a benchmark, or one pair for its Hub commit: the
+    raw rows, for readers that need more fields than the question (megascience_eval reads answers)."""
+    return _record_sources(spec, snapshot_download)
+
+
 def source_files(spec: BenchmarkSpec) -> list[str]:
     """The local files a file or package benchmark reads, in reading order."""
     base = distribution_root(spec) if spec.source == "package" else Path(spec.base_dir or ".")
