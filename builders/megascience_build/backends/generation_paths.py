@@ -1,0 +1,109 @@
+"""How the transformers backend hands its requests to the static path (static_generation.py).
+
+`StaticPath.generate` turns validated prompts into engine jobs, applies the plain path's finish rules
+(EOS, max_tokens, stop strings) and builds each result with the backend's own `_result`, so texts, stop
+truncation and finish reasons mean what they mean on the plain path. The engine (its cache and captured
+graphs) is kept between calls while it is large enough; a CUDA out-of-memory error halves the slots and
+reruns the unfinished requests from their start (a seeded sample starts again from its seed, so the
+rerun gives what the first run would have).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from .base import GenerationRequest, GenerationResult
+from .static_generation import Job, StaticEngine, round_length, slot_count
+
+log = logging.getLogger(__name__)
+
+
+class StaticPath:
+    def __init__(self, backend, graphs: bool | None = None):
+        self.backend = backend
+        self.graphs = graphs
+        self.engine: StaticEngine | None = None
+        self.slot_cap: int | None = None  # lowered after an out-of-memory error
+        self.retired: dict[str, float] = {}  # stats of engines replaced or dropped
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Captures, capture/prefill/decode seconds and steps over every engine this path has used."""
+        out = dict(self.retired)
+        for key, value in (self.engine.stats if self.engine else {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[key] = out.get(key, 0) + value
+        return out
+
+    def _retire(self) -> None:
+        if self.engine is not None:
+            for key, value in self.engine.stats.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.retired[key] = self.retired.get(key, 0) + value
+        self.engine = None
+
+    def _engine(self, slots: int, length: int) -> StaticEngine:
+        e = self.engine
+        if e is not None and e.slots >= slots and e.length >= round_length(length) and (
+                self.slot_cap is None or e.slots <= self.slot_cap):
+            return e
+        self._retire()
+        b = self.backend
+        self.engine = StaticEngine(b.model, slots=slots, length=length, eos_ids=b.eos_ids, pad_id=b.pad_id,
+                                   ignore_eos=b.ignore_eos, graphs=self.graphs)
+        return self.engine
+
+    def _finished(self, job: Job, tokens: list[int]) -> bool:
+        if tokens[-1] in self.backend.eos_ids or len(tokens) >= job.sampling.max_tokens:
+            return True
+        stop = job.sampling.stop
+        if not stop:
+            return False
+        # the tail is enough: a stop string of n characters spans at most n tokens
+        tail = self.backend.tokenizer.decode(tokens[-(max(map(len, stop)) + 8):], skip_special_tokens=True)
+        return any(s in tail for s in stop)
+
+    def generate(self, requests: Sequence[GenerationRequest], prompts: dict[int, list[int]],
+                 into: dict[int, GenerationResult] | None = None) -> dict[int, GenerationResult]:
+        """Results by request index; `into` (returned) receives them as they finish, so a caller whose call
+        raises still has the finished ones."""
+        import torch
+
+        b = self.backend
+        results: dict[int, GenerationResult] = {} if into is None else into
+        todo = sorted(prompts)
+        while todo:
+            jobs = [_job(i, prompts[i], requests[i]) for i in todo]
+            need = max(len(j.prompt) + j.sampling.max_tokens for j in jobs)
+            slots = slot_count(b.max_batch_size, b.max_batch_tokens, need)
+            slots = min(slots, self.slot_cap or slots)
+            try:
+                for job in self._engine(slots, need).run(jobs, self._finished):
+                    results[job.index] = b._result(list(job.tokens), len(job.prompt), job.sampling)
+                return results
+            except torch.OutOfMemoryError as exc:
+                self._retire()
+                if b.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                todo = [i for i in todo if i not in results]
+                if slots == 1:
+                    for i in todo:
+                        results[i] = GenerationResult("", "error", prompt_tokens=len(prompts[i]),
+                                                      error=f"out of memory: {exc}")
+                    return results
+                self.slot_cap = slots // 2
+                b.oom_splits += 1
+                log.warning("out of memory with %d slots; %d requests again with %d", slots, len(todo),
+                            self.slot_cap)
+        return results
+
+    def close(self) -> None:
+        self._retire()
+
+
+def _job(index: int, prompt: list[int], request: GenerationRequest) -> Job:
+    import torch
+
+    s = request.sampling
+    gen = torch.Generator().manual_seed(int(s.seed + request.sample_index)) if s.temperature > 0 else None
+    return Job(index, prompt, s, gen)

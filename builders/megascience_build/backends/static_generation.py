@@ -1,0 +1,406 @@
+"""The static generation path of the transformers backend: continuous batching over a static KV cache.
+
+A fixed number of slots (rows of a preallocated K/V buffer per layer). Requests wait in a queue sorted by
+prompt length; whenever enough slots are free, the next prompts are prefilled together (left-padded, their
+K/V copied into their slots) and join the running batch; each decode step feeds every active slot one token
+at its own position, and a slot is handed to a waiting request as soon as its reply ends (EOS, max_tokens or
+a stop string). No batch waits for its longest reply, and no cache is concatenated or re-padded per step.
+
+On CUDA each decode step is captured once as a CUDA graph per (batch bucket, length bucket) and replayed
+(no torch.compile: capture costs about a second per bucket and is counted in `stats["capture_s"]`). The
+batch bucket is the smallest power of two covering the highest active slot (slots are compacted when the
+queue is empty), the length bucket the smallest multiple of LENGTH_STEP covering the longest context, so
+attention reads little beyond the live cache. On CPU the same steps run eagerly (the tests use that).
+
+Meaning is that of the plain path: the same token selection (greedy argmax; `_SeededSampler`, one draw per
+generated token from the request's own generator; EOS suppressed under ignore_eos), the same finish rules
+and the backend's own `_result` for text, stop-string truncation and finish reasons. What may differ is
+numerics (other kernels, no padding), as between batch shapes of the plain path.
+"""
+from __future__ import annotations
+
+import heapq
+import inspect
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+PATHS = ("auto", "plain", "static")
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+LENGTH_STEP = 512
+ATTENTION_NAME = "megascience_slots"
+
+
+def _torch():
+    import torch
+    return torch
+
+
+# -- buckets (pure) -------------------------------------------------------------------------------------
+
+def round_length(n: int) -> int:
+    """The cache length for contexts of up to n tokens: a multiple of 128 (kernels like aligned masks)."""
+    return max(128, -(-int(n) // 128) * 128)
+
+
+def length_buckets(max_len: int, step: int = LENGTH_STEP) -> list[int]:
+    """Attention spans a decode step may use: 128, 256, then every `step`, and the cache length itself."""
+    limit = round_length(max_len)
+    spans = {s for s in (128, 256) if s < limit} | set(range(step, limit, step)) | {limit}
+    return sorted(spans)
+
+
+def batch_buckets(slots: int) -> list[int]:
+    """Batch sizes a decode step may use: powers of two below `slots`, and `slots`."""
+    if slots < 1:
+        raise ValueError(f"slots must be >= 1, got {slots}")
+    out, b = [], 1
+    while b < slots:
+        out.append(b)
+        b *= 2
+    return out + [slots]
+
+
+def bucket_for(buckets: list[int], n: int) -> int:
+    for b in buckets:
+        if b >= n:
+            return b
+    raise ValueError(f"{n} exceeds the largest bucket {buckets[-1]}")
+
+
+def slot_count(max_batch_size: int, max_batch_tokens: int, max_len: int) -> int:
+    """Slots such that slots x cache length stays within the backend's token budget (at least one)."""
+    return max(1, min(int(max_batch_size), int(max_batch_tokens) // round_length(max_len)))
+
+
+# -- which path ---------------------------------------------------------------------------------------
+
+def unsupported_reason(model) -> str | None:
+    """Why the static path cannot run this model (None when it can): decoder-only families whose attention
+    layers all attend to the full context, and a torch with scaled_dot_product_attention."""
+    cfg = getattr(model, "config", None)
+    kind = getattr(cfg, "model_type", None)
+    if kind not in SUPPORTED_MODEL_TYPES:
+        return f"model type {kind!r} is not one of {', '.join(SUPPORTED_MODEL_TYPES)}"
+    layer_types = set(getattr(cfg, "layer_types", None) or ["full_attention"])
+    if layer_types != {"full_attention"} or (getattr(cfg, "use_sliding_window", False)
+                                             and getattr(cfg, "sliding_window", None)):
+        return "sliding-window attention layers"
+    return None
+
+
+def resolve_path(option: str, device: str, model) -> str:
+    """"plain" or "static" for option auto|plain|static: auto is static on CUDA where the model allows it
+    (the faster path measured there, BENCHMARKS.md), plain elsewhere; static on an unsupported model fails."""
+    if option not in PATHS:
+        raise ValueError(f"transformers backend: option generation_path must be one of {', '.join(PATHS)}, "
+                         f"not {option!r}")
+    if option == "plain":
+        return "plain"
+    reason = unsupported_reason(model)
+    if option == "static":
+        if reason:
+            raise ValueError(f"transformers backend: generation_path static cannot run this model: {reason}")
+        return "static"
+    return "static" if device.startswith("cuda") and reason is None else "plain"
+
+
+# -- attention over slots -----------------------------------------------------------------------------
+
+def _slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_kwargs):
+    """Attention for the static path (registered as ATTENTION_NAME): query (b, H, q, D) against key/value
+    (b, Hkv, L, D) under the boolean mask the engine built. One query token: the query heads of each K/V
+    head are packed into the query axis, so K/V are read once, never repeated per head."""
+    torch = _torch()
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    b, heads, q_len, dim = query.shape
+    groups = heads // key.shape[1]
+    if q_len == 1:
+        packed = query.reshape(b, key.shape[1], groups, dim)
+        out = sdpa(packed, key, value, attn_mask=attention_mask, scale=scaling).reshape(b, heads, 1, dim)
+    else:
+        if groups > 1:
+            key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+        out = sdpa(query, key, value, attn_mask=attention_mask, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION_NAME, _slot_attention)
+
+
+def cache_keyword(forward) -> str:
+    """The keyword a model's forward takes its KV cache by: `cache` in newer transformers 5.x,
+    `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+class SlotCache:
+    """Per-layer K/V buffers (slots, kv_heads, length, head_dim), filled through the `update` call every
+    attention layer makes (its signature differs between transformers versions; extra arguments are
+    ignored). Prefill copies each row's keys into its slot; decode writes one position per row."""
+
+    def __init__(self, config, slots: int, length: int, dtype, device):
+        torch = _torch()
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        shape = (slots, kv_heads, length, head_dim)
+        layers = config.num_hidden_layers
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.rows = torch.arange(slots, device=device)
+        self.pos = torch.zeros(slots, dtype=torch.long, device=device)  # the position each row writes next
+        self.ids = torch.zeros((slots, 1), dtype=torch.long, device=device)
+        self.span = length
+        self.prefill: list[tuple[int, int]] | None = None  # (slot, prompt length) per row while prefilling
+        self.updates = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0  # positions are always given explicitly
+
+    def update(self, key, value, layer_idx, *_args, **_kwargs):
+        self.updates += 1
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if self.prefill is not None:
+            width = key.shape[2]
+            for row, (slot, n) in enumerate(self.prefill):
+                keys[slot, :, :n] = key[row, :, width - n:]
+                values[slot, :, :n] = value[row, :, width - n:]
+            return key, value
+        b = key.shape[0]
+        rows, pos = self.rows[:b], self.pos[:b]
+        keys[rows, :, pos] = key[:, :, 0]
+        values[rows, :, pos] = value[:, :, 0]
+        return keys[:b, :, :self.span], values[:b, :, :self.span]
+
+    def move(self, src: int, dst: int) -> None:
+        for buf in self.keys + self.values:
+            buf[dst] = buf[src]
+
+
+@dataclass
+class Job:
+    index: int
+    prompt: list[int]
+    sampling: object
+    generator: object = None  # torch.Generator for sampled requests
+    tokens: list[int] = field(default_factory=list)
+    slot: int = -1
+
+
+class StaticEngine:
+    """Continuous batching over `slots` slots of a SlotCache of `length` positions (see the module doc)."""
+
+    def __init__(self, model, *, slots: int, length: int, eos_ids, pad_id: int, ignore_eos: bool,
+                 graphs: bool | None = None, prefill_tokens: int = 16384, admit_fraction: float = 0.125):
+        torch = _torch()
+        _register_attention()
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.slots, self.length = int(slots), round_length(length)
+        self.cache = SlotCache(model.config, self.slots, self.length, self.dtype, self.device)
+        self.cache_kw = cache_keyword(model.forward)
+        self.eos = torch.tensor(sorted(set(eos_ids)), device=self.device)
+        self.eos_set, self.pad_id, self.ignore_eos = set(eos_ids), pad_id, bool(ignore_eos)
+        self.graphs_on = self.device.type == "cuda" if graphs is None else bool(graphs)
+        self.prefill_tokens = int(prefill_tokens)
+        self.admit_at = max(1, int(self.slots * admit_fraction))  # free slots that trigger a prefill
+        self.batch_sizes, self.spans = batch_buckets(self.slots), length_buckets(self.length)
+        self.positions = torch.arange(self.length, device=self.device)
+        self.graphs: dict[tuple[int, int], tuple] = {}
+        self.pool = torch.cuda.graph_pool_handle() if self.graphs_on else None
+        self.stats = {"captures": 0, "capture_s": 0.0, "prefills": 0, "prefill_s": 0.0, "decode_steps": 0,
+                      "decode_s": 0.0, "graphs": self.graphs_on}
+
+    # -- model calls --------------------------------------------------------------------------------
+
+    def _forward(self, ids, position_ids, mask):
+        cfg = self.model.config
+        before = cfg._attn_implementation
+        cfg._attn_implementation = ATTENTION_NAME
+        try:
+            out = self.model(input_ids=ids, position_ids=position_ids, attention_mask=mask, use_cache=True,
+                             logits_to_keep=1, **{self.cache_kw: self.cache})
+        finally:
+            cfg._attn_implementation = before
+        return out.logits[:, -1]
+
+    def _greedy(self, logits):
+        if self.ignore_eos:  # as min_new_tokens = max_tokens does on the plain path
+            logits = logits.index_fill(1, self.eos, float("-inf"))
+        return logits.argmax(-1)
+
+    def _decode(self, b: int, span: int):
+        c = self.cache
+        c.span = span
+        pos = c.pos[:b]
+        mask = (self.positions[:span][None, :] <= pos[:, None])[:, None, None, :]
+        logits = self._forward(c.ids[:b], pos[:, None], mask)
+        return logits, self._greedy(logits)
+
+    def _step(self, b: int, span: int):
+        if not self.graphs_on:
+            return self._decode(b, span)
+        entry = self.graphs.get((b, span))
+        if entry is None:
+            try:
+                entry = self._capture(b, span)
+            except _torch().OutOfMemoryError:
+                raise
+            except Exception:  # eager steps give the same results, only slower
+                log.exception("CUDA graph capture failed; decoding eagerly from now on")
+                self.graphs_on = self.stats["graphs"] = False
+                return self._decode(b, span)
+        graph, outputs = entry
+        graph.replay()
+        return outputs
+
+    def _capture(self, b: int, span: int):
+        """Capture one decode step. The warm-up writes the same K/V the replay writes next (same ids and
+        positions), so capturing in the middle of a run changes nothing."""
+        torch = _torch()
+        t = time.perf_counter()
+        torch.cuda.synchronize()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._decode(b, span)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            outputs = self._decode(b, span)
+        torch.cuda.synchronize()
+        self.graphs[(b, span)] = (graph, outputs)
+        self.stats["captures"] += 1
+        self.stats["capture_s"] += time.perf_counter() - t
+        return graph, outputs
+
+    def _prefill(self, jobs: list[Job]):
+        """Logits of the last prompt position for each job; their K/V land in their slots."""
+        torch = _torch()
+        width = max(len(j.prompt) for j in jobs)
+        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
+        pos = torch.zeros((len(jobs), width), dtype=torch.long)
+        valid = torch.zeros((len(jobs), width), dtype=torch.bool)
+        for row, j in enumerate(jobs):
+            n = len(j.prompt)
+            ids[row, width - n:] = torch.tensor(j.prompt, dtype=torch.long)
+            pos[row, width - n:] = torch.arange(n)
+            valid[row, width - n:] = True
+        valid = valid.to(self.device)
+        causal = torch.ones((width, width), dtype=torch.bool, device=self.device).tril()
+        eye = torch.eye(width, dtype=torch.bool, device=self.device)  # padded queries see themselves: no NaN
+        mask = ((causal[None] & valid[:, None, :]) | eye[None])[:, None]
+        self.cache.prefill = [(j.slot, len(j.prompt)) for j in jobs]
+        try:
+            return self._forward(ids.to(self.device), pos.to(self.device), mask)
+        finally:
+            self.cache.prefill = None
+
+    def _choose(self, logits, jobs: list[Job], greedy=None) -> list[int]:
+        """Next token per row: greedy argmax, or the seeded sampler's draw for sampled requests."""
+        from .transformers_backend import _SeededSampler
+
+        tokens = (self._greedy(logits) if greedy is None else greedy)[:len(jobs)]
+        groups: dict[tuple, list[int]] = {}
+        for row, j in enumerate(jobs):
+            if j is not None and j.sampling.temperature > 0:
+                groups.setdefault((j.sampling.temperature, j.sampling.top_p), []).append(row)
+        if groups:
+            tokens = tokens.clone()
+            for (temperature, top_p), rows in groups.items():
+                idx = _torch().tensor(rows, device=logits.device)
+                scores = logits[idx].float()
+                if self.ignore_eos:
+                    scores = scores.index_fill(1, self.eos, float("-inf"))
+                sampler = _SeededSampler(temperature, top_p, [])
+                sampler.generators = [jobs[r].generator for r in rows]
+                tokens[idx] = sampler(None, scores).argmax(-1)
+        return tokens.tolist()
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def run(self, jobs: list[Job], finished):
+        """Generate every job; `finished(job, tokens)` decides after each token whether the job is done
+        (the engine then frees its slot). Yields jobs as they finish."""
+        torch = _torch()
+        if any(len(j.prompt) + j.sampling.max_tokens > self.length for j in jobs):
+            raise ValueError("a request does not fit the cache length")
+        pending = deque(sorted(jobs, key=lambda j: (len(j.prompt), j.index)))
+        free = list(range(self.slots))
+        active: dict[int, Job] = {}
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        with torch.inference_mode():
+            while pending or active:
+                if pending and (not active or len(free) >= min(self.admit_at, len(pending))):
+                    t = time.perf_counter()
+                    yield from self._admit(pending, free, active, finished)
+                    sync()
+                    self.stats["prefill_s"] += time.perf_counter() - t
+                if not active:
+                    continue
+                t = time.perf_counter()
+                b = bucket_for(self.batch_sizes, max(active) + 1)
+                if not pending and bucket_for(self.batch_sizes, len(active)) < b:
+                    b = self._compact(active, free, bucket_for(self.batch_sizes, len(active)))
+                rows = [active.get(s) for s in range(b)]
+                ids = [j.tokens[-1] if j else 0 for j in rows]
+                pos = [len(j.prompt) + len(j.tokens) - 1 if j else 0 for j in rows]
+                span = bucket_for(self.spans, max(pos) + 1)
+                self.cache.ids[:b, 0].copy_(torch.tensor(ids), non_blocking=False)
+                self.cache.pos[:b].copy_(torch.tensor(pos), non_blocking=False)
+                logits, greedy = self._step(b, span)
+                for slot, token in enumerate(self._choose(logits, rows, greedy)):
+                    job = rows[slot]
+                    if job is None:
+                        continue
+                    job.tokens.append(token)
+                    if finished(job, job.tokens):
+                        del active[slot]
+                        heapq.heappush(free, slot)
+                        yield job
+                self.stats["decode_steps"] += 1
+                self.stats["decode_s"] += time.perf_counter() - t
+
+    def _admit(self, pending, free, active, finished):
+        """Prefill waiting jobs into free slots, in chunks of at most `prefill_tokens` padded tokens."""
+        take = []
+        while pending and free:
+            job = pending.popleft()
+            job.slot = heapq.heappop(free)
+            take.append(job)
+        chunks, chunk = [], []
+        for job in take:  # sorted by length, so a chunk pads little
+            width = max([len(j.prompt) for j in chunk] + [len(job.prompt)])
+            if chunk and (len(chunk) + 1) * width > self.prefill_tokens:
+                chunks.append(chunk)
+                chunk = []
+            chunk.append(job)
+        if chunk:
+            chunks.append(chunk)
+        for chunk in chunks:
+            self.stats["prefills"] += 1
+            for job, token in zip(chunk, self._choose(self._prefill(chunk), chunk)):
+                job.tokens.append(token)
+                if finished(job, job.tokens):
+                    heapq.heappush(free, job.slot)
+                    yield job
+                else:
+                    active[job.slot] = job
+
+    def _compact(self, active, free, target: int) -> int:
+        """Move the jobs of slots >= target into free slots below it, so a smaller batch bucket serves."""
+        for src in sorted(s for s in active if s >= target):
+            dst = heapq.heappop(free)
+            self.cache.move(src, dst)
+            job = active.pop(src)
+            job.slot = dst
+            active[dst] = job
+            heapq.heappush(free, src)
+        return target

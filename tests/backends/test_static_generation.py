@@ -1,0 +1,202 @@
+"""The static generation path (static_generation.py, generation_paths.py): bucket planning, path choice,
+and, run eagerly on CPU, the same results as the plain path on the real SmolLM2 (greedy text, stop strings,
+EOS, max_tokens, seeded samples, slot reuse and compaction; a tiny random model's near-uniform logits flip
+between batch shapes even on the plain path, so it only checks the out-of-memory rerun)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from megascience_build.backends import make_backend
+from megascience_build.backends.base import GenerationRequest, SamplingParams
+from megascience_build.backends.generation_paths import StaticPath
+from megascience_build.backends.static_generation import (
+    StaticEngine, batch_buckets, bucket_for, length_buckets, resolve_path, round_length, slot_count,
+    unsupported_reason)
+
+
+def chat(text: str, sample_index: int = 0, **sampling) -> GenerationRequest:
+    return GenerationRequest(({"role": "user", "content": text},), SamplingParams(**sampling), sample_index)
+
+
+def run_static(backend, requests):
+    path = StaticPath(backend, graphs=False)
+    prompts = {i: backend.encode_prompt(r.messages) for i, r in enumerate(requests)}
+    out = path.generate(requests, prompts)
+    return [out[i] for i in range(len(requests))], path
+
+
+def as_tuples(results):
+    return [(r.text, r.finish_reason, r.completion_tokens, r.prompt_tokens) for r in results]
+
+
+# -- buckets and choice (pure) ------------------------------------------------------------------------
+
+def test_buckets_cover_every_size_with_few_shapes():
+    assert batch_buckets(1) == [1] and batch_buckets(128) == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert batch_buckets(48) == [1, 2, 4, 8, 16, 32, 48]
+    assert length_buckets(4096) == [128, 256, 512, 1024, 1536, 2048, 2560, 3072, 3584, 4096]
+    assert length_buckets(100) == [128] and length_buckets(700) == [128, 256, 512, 768]
+    assert round_length(1) == 128 and round_length(129) == 256
+    assert [bucket_for([1, 2, 4], n) for n in (1, 2, 3, 4)] == [1, 2, 4, 4]
+    with pytest.raises(ValueError):
+        bucket_for([1, 2, 4], 5)
+    with pytest.raises(ValueError):
+        batch_buckets(0)
+    # slots x cache length within the token budget, never below one slot
+    assert slot_count(128, 128 * 4096, 4000) == 128 and slot_count(128, 262144, 4000) == 64
+    assert slot_count(16, 100, 4000) == 1
+
+
+def fake_model(**config):
+    return SimpleNamespace(config=SimpleNamespace(**config))
+
+
+def test_path_choice_and_option_check():
+    llama = fake_model(model_type="llama")
+    assert resolve_path("auto", "cuda", llama) == "static" and resolve_path("auto", "cuda:1", llama) == "static"
+    assert resolve_path("auto", "cpu", llama) == "plain"  # measured faster only on CUDA
+    assert resolve_path("static", "cpu", llama) == "static" and resolve_path("plain", "cuda", llama) == "plain"
+    sliding = fake_model(model_type="mistral", use_sliding_window=True, sliding_window=4096)
+    other = fake_model(model_type="gpt2")
+    mixed = fake_model(model_type="qwen2", layer_types=["full_attention", "sliding_attention"])
+    for model in (sliding, other, mixed):
+        assert unsupported_reason(model) and resolve_path("auto", "cuda", model) == "plain"
+        with pytest.raises(ValueError, match="generation_path static cannot run this model"):
+            resolve_path("static", "cuda", model)
+    assert unsupported_reason(fake_model(model_type="qwen2", use_sliding_window=False, sliding_window=4096)) is None
+    with pytest.raises(ValueError, match="must be one of auto, plain, static, not 'fast'"):
+        resolve_path("fast", "cuda", llama)
+
+
+# -- against the plain path, eagerly on CPU ------------------------------------------------------------
+
+def test_static_path_equals_plain_on_smollm2(smollm2):
+    """Greedy replies that end on EOS, on a stop string and at max_tokens (a failure), and a seeded sample:
+    the same text, finish reason and token counts as the plain path's batch."""
+    requests = [chat("What is the capital of France?", max_tokens=24),
+                chat("Name three noble gases.", max_tokens=24, stop=("Argon", "Neon")),
+                chat("Write a long story about a cat.", max_tokens=10),
+                chat("Say one word.", max_tokens=12, temperature=0.8, top_p=0.9, seed=4)]
+    plain = smollm2.generate(requests)
+    static, path = run_static(smollm2, requests)
+    assert as_tuples(static) == as_tuples(plain)
+    assert [r.finish_reason for r in static] == ["stop", "stop", "length", "stop"]
+    assert "Argon" not in static[1].text and "Neon" not in static[1].text
+    assert path.stats["prefills"] >= 1 and path.stats["captures"] == 0  # no graphs on CPU
+
+
+def test_slots_are_reused_and_compacted_like_plain(smollm2, monkeypatch):
+    """Six requests through 2 and 4 slots: slots pass to waiting requests as replies end, the batch is
+    compacted once the queue is empty, and every result is the plain path's (greedy, and seeded samples
+    that differ by sample index only)."""
+    sampled = dict(temperature=0.9, seed=3)
+    requests = [chat("Name a colour.", max_tokens=7), chat("Hi", max_tokens=2, **sampled),
+                chat("What is 2+2?", max_tokens=5), chat("Hi", 1, max_tokens=9, **sampled),
+                chat("Name a planet.", max_tokens=3), chat("Hi", 2, max_tokens=6, **sampled)]
+    plain = smollm2.generate(requests)
+    compactions = []
+    original = StaticEngine._compact
+    monkeypatch.setattr(StaticEngine, "_compact", lambda self, a, f, t: compactions.append(t) or original(self, a, f, t))
+    for slots in (2, 4):
+        monkeypatch.setattr(smollm2, "max_batch_size", slots)
+        static, path = run_static(smollm2, requests)
+        assert as_tuples(static) == as_tuples(plain)
+        assert path.stats["prefills"] >= 2  # slots were handed on
+    assert compactions  # 4 slots: the long reply ends alone in a smaller batch bucket
+    assert len({r.text for r in static[1::2]}) == 3  # three sample indices, three samples
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_backend({"backend": "transformers", "model": "tiny", "options": {
+        "dummy": True, "config": "tiny-llama", "device": "cpu", "max_batch_size": 4}})
+
+
+def test_out_of_memory_halves_the_slots_and_reruns_unfinished(tiny, monkeypatch):
+    import torch
+
+    requests = [chat("a", max_tokens=4), chat("bb", max_tokens=4), chat("ccc", max_tokens=4, temperature=1.0)]
+    expected = as_tuples(run_static(tiny, requests)[0])  # an undisturbed run
+    original = StaticEngine.run
+    calls = []
+
+    def flaky(self, jobs, finished):
+        calls.append(self.slots)
+        if len(calls) == 1:
+            gen = original(self, jobs, finished)
+            yield next(gen)  # one result arrives, then the GPU runs out of memory
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        yield from original(self, jobs, finished)
+
+    monkeypatch.setattr(StaticEngine, "run", flaky)
+    splits = tiny.oom_splits
+    static, path = run_static(tiny, requests)
+    assert calls == [4, 2] and tiny.oom_splits == splits + 1 and path.slot_cap == 2
+    assert as_tuples(static) == expected
+
+
+# -- through the backend's option ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smollm2_static(smollm2):
+    return make_backend({"backend": "transformers", "model": "smollm2", "options": {
+        "device": "cpu", "max_batch_size": 3, "generation_path": "static"}})
+
+
+MIXED = [chat("What is the capital of France?", max_tokens=24),
+         chat("Name three noble gases.", max_tokens=24, stop=("Argon", "Neon")),
+         chat("Write a long story about a cat.", max_tokens=10),
+         chat("Say one word.", max_tokens=12, temperature=0.8, top_p=0.9, seed=4),
+         chat("Say one word.", 1, max_tokens=12, temperature=0.8, top_p=0.9, seed=4),
+         chat("Too long.", max_tokens=10 ** 6),
+         GenerationRequest(({"role": "nobody"},), SamplingParams(max_tokens=4))]
+
+
+def test_backend_option_static_gives_the_plain_results(smollm2, smollm2_static):
+    """generation_path=static through make_backend: the same texts, finish reasons and token counts as the
+    plain path for greedy, stop-string, max_tokens (length) and seeded requests, the same per-request errors,
+    and the same identity (the option does not change what a cached answer means)."""
+    assert smollm2.generation_path == "plain" and smollm2_static.generation_path == "static"  # auto on CPU
+    plain, static = smollm2.generate(MIXED), smollm2_static.generate(MIXED)
+    assert as_tuples(static) == as_tuples(plain)
+    assert [r.finish_reason for r in static[:5]] == ["stop", "stop", "length", "stop", "stop"]
+    assert static[3].text != static[4].text  # sample index changes the draw
+    assert static[5].finish_reason == "error" and "context length" in static[5].error
+    assert static[6].finish_reason == "error" and "chat template" in static[6].error
+    stats = smollm2_static.static_stats
+    assert stats["prefills"] >= 2 and stats["decode_steps"] > 0 and stats["captures"] == 0
+    assert smollm2_static.identity == smollm2.identity
+    again = smollm2_static.generate(MIXED[:4])  # the engine is kept: same results on a second call
+    assert as_tuples(again) == as_tuples(plain[:4])
+
+
+def test_backend_option_is_checked_and_auto_is_plain_on_cpu():
+    with pytest.raises(ValueError, match="generation_path must be one of auto, plain, static, not 'fast'"):
+        make_backend({"backend": "transformers", "model": "tiny", "options": {
+            "dummy": True, "config": "tiny-llama", "device": "cpu", "generation_path": "fast"}})
+    tiny_auto = make_backend({"backend": "transformers", "model": "tiny", "options": {
+        "dummy": True, "config": "tiny-llama", "device": "cpu"}})
+    assert tiny_auto.generation_path == "plain" and tiny_auto.static_stats == {}
+
+
+def test_static_failure_falls_back_to_plain_for_the_rest(smollm2, smollm2_static, monkeypatch):
+    """A static-path failure that is not out-of-memory: finished replies are kept, the unfinished ones and
+    every later call run on the plain path, and nothing is lost or changed."""
+    requests = MIXED[:5]
+    plain = smollm2.generate(requests)
+    original = StaticEngine.run
+
+    def broken(self, jobs, finished):
+        gen = original(self, jobs, finished)
+        yield next(gen)
+        raise RuntimeError("CUDA graph replay failed (simulated)")
+
+    monkeypatch.setattr(StaticEngine, "run", broken)
+    monkeypatch.setattr(smollm2_static, "generation_path", "static")
+    finished_before = smollm2_static.static_stats.get("prefills", 0)
+    out = smollm2_static.generate(requests)
+    assert as_tuples(out) == as_tuples(plain)
+    assert smollm2_static.generation_path == "plain"
+    assert smollm2_static.static_stats.get("prefills", 0) > finished_before  # the static path did run first
