@@ -11,7 +11,6 @@ resumes from the request cache); 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -199,6 +198,19 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def _where(spec) -> str:
+    """Where a benchmark's questions come from, with the pinned revision (or why there is none)."""
+    src = spec.source
+    if spec.withheld:
+        return "withheld (gold answers not public)"
+    if src.source == "hub":
+        pin = src.revision[:12] if src.revision else "UNPINNED: pin a commit to run"
+        return f"hub {src.repo}{':' + src.config if src.config else ''}/{src.split}@{pin}"
+    if src.source == "package":
+        return f"PyPI {src.distribution}"
+    return f"file {src.path}"
+
+
 def cmd_benchmarks(args) -> int:
     from .benchmarks import EvalSpecError, load_eval_registry
     try:
@@ -206,10 +218,12 @@ def cmd_benchmarks(args) -> int:
     except EvalSpecError as exc:
         print(f"megascience-eval: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    print(f"{'entry':30} {'paper':12} {'sub-part':24} {'type':16} {'metric':22} source")
     for s in reg.benchmarks.values():
-        where = "withheld" if s.withheld else s.source.source
-        print(f"{s.name:32} {s.paper:12} {s.subpart:24} {s.qtype:16} {s.template:16} {where}")
-    print("sets: " + json.dumps(reg.sets))
+        metric = s.metric.get("name", "em") + (f" rel_tol={s.metric['rel_tol']:g}" if "rel_tol" in s.metric else "")
+        print(f"{s.name:30} {s.paper:12} {s.subpart:24} {s.qtype:16} {metric:22} {_where(s)}")
+    for name, members in reg.sets.items():
+        print(f"set {name}: {' '.join(members)}")
     return EXIT_OK
 
 

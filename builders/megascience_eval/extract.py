@@ -49,10 +49,13 @@ _SUFFIX_RE = re.compile(
     rf"(?:correct|right|best)(?:\s+(?:answer|option|choice))?\b", re.I | re.M)
 _TF_WORDS = {"true": "true", "false": "false", "yes": "true", "no": "false", "correct": "true",
              "incorrect": "false", "right": "true", "wrong": "false", "t": "true", "f": "false"}
-_TF_STATEMENT = re.compile(r"\bstatement\s+(?:is|is\s+therefore|must\s+be|would\s+be)\s+\**(true|false|correct|incorrect)\b",
+_TF_STATEMENT = re.compile(r"\bstatement\s+(?:is|is\s+therefore|must\s+be|would\s+be)\s+(not\s+)?\**(true|false|correct|incorrect)\b",
                            re.I)
+_FLIP = {"true": "false", "false": "true"}
 _TF_ANY = re.compile(r"\b(true|false)\b", re.I)
 _STATEMENT_VALUE = re.compile(r"\s(?:is|are|equals|=)\s+([^\s].*?)\s*[.!]?\s*$", re.I)
+_PRONOUN = re.compile(r"\s+(?!is\b|seems\b|would\b|and\b|or\b|because\b|since\b|as\b)[a-z']+", re.S)
+_NEGATED = re.compile(r"\b(?:not|n't|never)\s+(?:be\s+)?$", re.I)
 _HOPE = re.compile(r"\s*I\s+hope\s+it\s+is\s+correct.*$", re.I | re.S)
 
 
@@ -123,8 +126,11 @@ def read_letter(content: str, n_options: int, strict: bool = False) -> str | Non
     if not m:
         return None
     letter = m.group(1).upper()
-    if not m.group(0).strip().upper().startswith(("OPTION", "CHOICE", "ANSWER")) and m.group(1).islower():
+    labelled = m.group(0).strip().upper().startswith(("OPTION", "CHOICE", "ANSWER"))
+    if not labelled and m.group(1).islower():
         return None                                  # a lower-case word like "a" is not an option label
+    if letter == "I" and not labelled and m.group(0).strip() == "I" and _PRONOUN.match(s[m.end(1):]):
+        return None                                  # "I think it is B": the pronoun, not option I
     return letter if 0 <= ord(letter) - 65 < n_options else None
 
 
@@ -230,11 +236,15 @@ def extract_true_false(text: object) -> Extraction:
         return Extraction(hit[0], hit[1], hit[2])
     statements = list(_TF_STATEMENT.finditer(text))
     if statements:
-        return Extraction(_TF_WORDS[statements[-1].group(1).lower()], "statement", statements[-1].group(0))
+        last = statements[-1]
+        value = _TF_WORDS[last.group(2).lower()]
+        return Extraction(_FLIP[value] if last.group(1) else value, "statement", last.group(0))
     line = _last_line(text)
     words = list(_TF_ANY.finditer(line))
     if words:
-        return Extraction(words[-1].group(1).lower(), "last_line", line)
+        value = words[-1].group(1).lower()
+        negated = _NEGATED.search(line[:words[-1].start()])     # "This is not true." reads as false
+        return Extraction(_FLIP[value] if negated else value, "last_line", line)
     return NONE
 
 

@@ -7,6 +7,7 @@
 
 Equivalence, in order: equal normalised strings; both sides numbers (LaTeX fractions, roots, pi,
 scientific notation, percentages) within a relative tolerance; tuples/intervals element by element;
+bare comma lists ("all solutions") as multisets, in any order;
 both sides symbolic expressions equal at a few random points (sympy, imported lazily; no simplify,
 so a hostile expression cannot hang the scorer).
 """
@@ -19,6 +20,7 @@ import re
 DEFAULT_REL_TOL = 1e-4
 
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|operatorname|mbox|rm|bf)\s*\{([^{}]*)\}")
+_TEXT_UNITS = re.compile(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\s*\{\s+[a-zA-Z][^{}]*\}(?:\^\{?\d\}?)?\s*$")
 _SPACING = re.compile(r"\\[,;:! ]|\\quad|\\qquad|~")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)\s*([()\[\]|.]|\\\{|\\\})")
 _FRAC_SHORT = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")          # \frac12 -> \frac{1}{2}
@@ -34,6 +36,7 @@ _SCI = re.compile(r"^([-+]?\d*\.?\d+)\s*(?:\\times|\\cdot|\*|x|×|·)\s*10\s*\^\
 _E_NOTATION = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 _TEN_POW = re.compile(r"^10\s*\^\s*\{?\s*([-+−]?\s*\d+)\s*\}?$")
 _NUMBER_IN_TEXT = re.compile(
+    r"[-+−]?\d+/\d+(?![\d/]|[.,]\d)|"                          # a fraction "3/4" (not a date "3/4/2020")
     r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)?\.?\d+(?:\s*(?:\\times|×|\*|\\cdot)\s*10\s*\^\s*\{?\s*[-+−]?\d+\s*\}?|[eE][-+]?\d+)?")
 
 
@@ -88,6 +91,7 @@ def normalize_math(s: object) -> str:
         return ""
     s = strip_wrappers(s).replace("\n", " ")
     s = _SPACING.sub(" ", s)
+    s = _TEXT_UNITS.sub("", s)                            # "5\\text{ cm}^2" -> "5" (MATH's units, spaced)
     for _ in range(3):
         s = _TEXT_WRAPPERS.sub(r"\1", s)
     s = _LEFT_RIGHT.sub(r"\1", s)
@@ -100,7 +104,7 @@ def normalize_math(s: object) -> str:
     s = s.replace("−", "-").replace("\\cdot", "*").replace("\\times", "*").replace("×", "*")
     s = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), s)
     s = _UNIT_WORDS.sub("", s)
-    s = re.sub(r"^[a-zA-Z]\s*=\s*(?=\S)", "", s)          # "x = 5" -> "5"
+    s = re.sub(r"^[a-zA-Z]\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)", "", s)   # "x = 5" -> "5", "x \\in [2,5)" -> "[2,5)"
     s = re.sub(r"\s+", "", s)
     s = re.sub(r"(?<![\d])\.(\d)", r"0.\1", s)            # ".5" -> "0.5"
     s = re.sub(r"^(-?\d+)\.0+$", r"\1", s)                # "18.00" -> "18"
@@ -238,6 +242,24 @@ def _split_tuple(s: str) -> tuple[str, list[str]] | None:
     return None
 
 
+def _split_list(s: str) -> list[str] | None:
+    """'3,5' -> ['3', '5'] for a bare comma list (no brackets around it: "all solutions"), else None."""
+    if not s or s[0] in "([{" and s[-1] in ")]}":
+        return None
+    got = _split_tuple(f"({s})")
+    return got[1] if got else None
+
+
+def _same_multiset(a: list[str], b: list[str], rel_tol: float) -> bool:
+    left = list(b)
+    for x in a:
+        hit = next((k for k, y in enumerate(left) if math_equal(x, y, rel_tol)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return not left
+
+
 def _symbolic_equal(a: str, b: str) -> bool:
     pa_, pb = latex_to_python(a), latex_to_python(b)
     if not pa_ or not pb or len(pa_) > 200 or len(pb) > 200 or "=" in pa_ + pb:
@@ -275,4 +297,7 @@ def math_equal(pred: object, gold: object, rel_tol: float = DEFAULT_REL_TOL) -> 
     if tp and tg:
         return tp[0] == tg[0] and len(tp[1]) == len(tg[1]) and all(
             math_equal(x, y, rel_tol) for x, y in zip(tp[1], tg[1]))
+    lp, lg = _split_list(np_), _split_list(ng)
+    if lp and lg:                                         # "3, 5" == "5, 3": the solutions in any order
+        return len(lp) == len(lg) and _same_multiset(lp, lg, rel_tol)
     return _symbolic_equal(np_, ng)

@@ -7,6 +7,7 @@ A unit is a scale factor to SI and a dimension vector over (m, kg, s, A, K, mol,
     split_quantity("4.2 \\times 10^{3} J") -> ("4.2 \\times 10^{3}", "J")
     convert(1.0, parse_unit("kJ"), parse_unit("J")) -> 1000.0
 
+A leading power of ten is part of the unit ("10^{-3} m" is a millimetre, as SciBench writes its units).
 Words the table does not know make the unit unknown (None): an answer is then compared by its number
 only where the metric allows it. Temperatures in °C/°F convert only when they stand alone.
 """
@@ -79,6 +80,7 @@ _WORDS = {"meters": "m", "meter": "m", "metres": "m", "seconds": "s", "second": 
           "pascals": "Pa", "hertz": "Hz", "electronvolts": "eV", "percent": "%"}
 
 _LATEX_UNIT = re.compile(r"\\(?:mathrm|text|mathit|rm|operatorname|unit|si)\s*\{([^{}]*)\}")
+_TEN_POWER = re.compile(r"^\s*(?:×\s*)?10\s*\^\s*\(?\s*([-+−]?\s*\d+)\s*\)?\s*")
 _TOKEN = re.compile(r"([A-Za-zΩμµÅ°℃%]+)\s*(?:\^\s*\{?\s*([-+−]?\s*\d+(?:\.\d+)?)\s*\}?|([-−]?\d))?")
 
 
@@ -120,6 +122,10 @@ def parse_unit(text: object) -> Unit | None:
     if s in _TEMPERATURE:
         return _TEMPERATURE[s]
     scale, dims = 1.0, [0] * len(DIMS)
+    factor = _TEN_POWER.match(s)                    # SciBench writes scaled units: "10^{-19} J", "×10^5 Pa"
+    if factor:
+        scale = 10.0 ** int(factor.group(1).replace("−", "-").replace(" ", ""))
+        s = s[factor.end():]
     sign, pos = 1, 0
     while pos < len(s):
         if s[pos] == " ":

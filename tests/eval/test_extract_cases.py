@@ -108,3 +108,20 @@ def test_indicators_are_found_in_order_and_extraction_never_raises():
         for junk in (None, 3, "\\boxed{", "}}}{{{", "Answer:" * 500, "\\frac{" * 50 + "1"):
             got = extract(qtype, junk, OPTS4)                   # total: returns, never raises
             assert got.method != "error" and (got.answer is None or isinstance(got.answer, str))
+
+
+def test_pronoun_i_is_not_option_i_and_negated_truth_flips():
+    ten = [f"o{i}" for i in range(10)]
+    assert extract(MC, "Answer: I think it is B.", ten).answer is None            # the pronoun: no option I
+    assert extract(MC, "Answer: I think it is B.\nThe answer is B", ten).answer == "B"
+    assert extract(MC, "Answer: I", ten).answer == "I"                            # a bare I is option I (MMLU-Pro)
+    assert extract(MC, "Answer: (I) o8", ten).answer == "I"
+    assert extract(TF, "Thinking it over, this is not true.").answer == "false"
+    assert extract(TF, "So the statement is not false.").answer == "true"
+    assert extract(TF, "Answer: not true").answer == "false"
+
+
+def test_fractions_are_numbers_in_text():
+    assert extract(NUM, "The answer is 3/4 of a cup.").answer == "3/4"
+    assert extract(NUM, "She ate 3/4.").answer == "3/4"                          # last number, a fraction
+    assert extract(NUM, "On 3/4/2020 she bought 7 pens.").answer == "7"           # a date is no fraction

