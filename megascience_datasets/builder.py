@@ -17,6 +17,7 @@ from datasets.data_files import DataFilesDict, DataFilesList
 from datasets.iterable_dataset import ArrowExamplesIterable
 from datasets.packaged_modules.parquet.parquet import Parquet, ParquetConfig
 
+from . import derive as _derive
 from .catalogue import load_catalogue
 
 BUILDER_NAME = "megascience"
@@ -105,3 +106,29 @@ def make_builder(name: str, files: list[str], sha: str, *, cache_dir=None, colum
         kwargs["batch_size"] = batch_size
     return Megascience(config_name=name, dataset_name=BUILDER_NAME, hash=sha, cache_dir=cache_dir,
                        data_files=data_files_dict(files), **kwargs)
+
+
+class DerivedMegascience(Megascience):
+    """A configuration derived on this machine from its parent's verified shards (derive.py).
+
+    `data_files` are the parent's shards; `plan` says which rows of each are kept. Rows are read row group by
+    row group, so streaming, `download_and_prepare` and every shard of `split_dataset_by_node` apply the
+    same mask to the same rows."""
+
+    def __init__(self, *args, plan=None, **kwargs):
+        self._plan = plan
+        super().__init__(*args, **kwargs)
+
+    def _generate_tables(self, files, row_groups_list):
+        from datasets.builder import Key
+        names = list(self.info.features)
+        for k, g, table in _derive.iter_derived(self._plan, files, row_groups_list):
+            yield Key(k, g), self._cast_table(table.select(names))
+
+
+def make_derived_builder(plan, *, cache_dir=None, columns=None, batch_size: int | None = None) -> DerivedMegascience:
+    kwargs = {}
+    if columns is not None:
+        kwargs["columns"] = list(columns)
+    return DerivedMegascience(config_name=plan.config, dataset_name=BUILDER_NAME, hash=plan.cache_hash(),
+                              cache_dir=cache_dir, data_files=data_files_dict(plan.files), plan=plan, **kwargs)

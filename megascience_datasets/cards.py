@@ -92,6 +92,22 @@ def card_metadata(entries: Sequence[Entry], manifest: Mapping[str, Any] | None =
     return meta
 
 
+def availability(e: Entry) -> str:
+    """How a user gets the configuration: released by the authors, derived on the user's machine, or built."""
+    from .derive import derivable
+    d = e.derived
+    if e.source.kind == "upstream":
+        return f"released (Hub `{e.source.repo}`)"
+    if derivable(e):
+        how = (f"the {d.parameters['n']:,} rows with the smallest seeded random numbers (seed {d.seed})"
+               if d.rule == "select_random" else f"the rows whose `source` names {d.parameters.get('part')}")
+        return f"derived on your machine from `{d.parent}`: {how}, unless a release holds it"
+    if d is not None and d.rule in ("select_length", "select_difficulty", "select_random", "difficulty_distill"):
+        return (f"built: from a release, or derived from `{d.parent}` plus a release's selection signals "
+                f"(`{d.parent}_signals`)")
+    return "built: from a release of the project's build (regenerating it needs the models)"
+
+
 def _table(entries: Sequence[Entry], manifest: Mapping[str, Any] | None) -> str:
     lines = ["| configuration | paper | rows | rule | parent | seed |", "| --- | --- | --- | --- | --- | --- |"]
     for e in entries:
@@ -124,7 +140,7 @@ def render_card_body(entries: Sequence[Entry], manifest: Mapping[str, Any] | Non
         heading, prose = FAMILIES[group]
         out += [f"## {heading}", "", (cards or {}).get(group, prose), "", _table(members, manifest), ""]
         for e in members:
-            out += [f"- `{e.name}`: {e.description}"]
+            out += [f"- `{e.name}` ({availability(e)}): {e.description}"]
         out.append("")
     out += ["## Loading", "", "```python", "import datasets",
             f"ds = datasets.load_dataset(\"<org>/megascience\", \"{entries[0].name}\", revision=\"<sha>\")",

@@ -85,9 +85,12 @@ def cmd_info(args) -> int:
 
 def _resolve_all(args, streaming: bool = False):
     from .api import resolve_config
+    derive = {"n": args.n} if getattr(args, "n", None) is not None else None
     return [resolve_config(name, args.revision, source=args.source, lock=getattr(args, "lock", None),
                            streaming=streaming, cache_dir=args.cache_dir, sample=args.sample,
-                           verify=getattr(args, "verify", False)) for name in args.configs]
+                           verify=getattr(args, "verify", False), parent_revision=getattr(args, "parent_revision", None),
+                           parent_source=getattr(args, "parent_source", None), derive=derive)
+            for name in args.configs]
 
 
 def cmd_download(args) -> int:
@@ -100,8 +103,13 @@ def cmd_download(args) -> int:
                             for r in resolved}}
     if len(resolved) == 1 and resolved[0].location.kind == "hub":
         revision["url"] = f"https://huggingface.co/datasets/{resolved[0].location.target}/tree/{resolved[0].sha}"
-    manifest = write_repo_folder(args.dir, {r.entry.name: r.data_files for r in resolved}, revision=revision,
-                                 overwrite=args.overwrite)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="megascience-derive-") as tmp:
+        # derived configurations are written from their parent's rows; the manifest keeps the derivation record
+        inputs = {r.entry.name: (r.materialize(Path(tmp) / r.entry.name) if hasattr(r, "plan") else r.data_files)
+                  for r in resolved}
+        extra = {r.entry.name: {"derivation": r.plan.record()} for r in resolved if hasattr(r, "plan")}
+        manifest = write_repo_folder(args.dir, inputs, revision=revision, overwrite=args.overwrite, extra=extra)
     lock = Lock({r.entry.name: r.locked() for r in resolved})
     lock_path = Path(args.lock_out) if args.lock_out else Path(args.dir) / "megascience.lock.json"
     lock.save(lock_path)
@@ -190,6 +198,11 @@ def _data_args(p, many=True, revision=True):
                                                   "the catalogue (release configurations: $MEGASCIENCE_RELEASE)")
     p.add_argument("--cache-dir", default=None, help="cache directory (default: the datasets cache)")
     p.add_argument("--sample", action="store_true", help="use the small embedded sample instead of real data")
+    if many:
+        p.add_argument("--parent-revision", default=None, help="derived configurations: revision of the parent")
+        p.add_argument("--parent-source", default=None, help="derived configurations: where the parent lives")
+        p.add_argument("--n", type=int, default=None, help="derived random selections: rows to select "
+                                                           "(default: the catalogue's, e.g. 297,600)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,9 @@ class LockedConfig:
     sha: str
     files: tuple[LockedFile, ...]
     rows: int | None = None
+    # a configuration derived locally: source/revision/sha/files are its parent's, `derivation` the record
+    # (parent, parent_sha, rule, parameters, seed, rows, ids_sha256) the derived rows must reproduce
+    derivation: dict | None = None
 
 
 @dataclass
@@ -47,7 +50,8 @@ class Lock:
         from . import __version__
         body = {"format_version": FORMAT_VERSION, "package": f"megascience-datasets {__version__}",
                 "configs": {name: {"source": c.source, "revision": c.revision, "sha": c.sha, "rows": c.rows,
-                                   "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in c.files]}
+                                   "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in c.files],
+                                   **({"derivation": c.derivation} if c.derivation is not None else {})}
                             for name, c in sorted(self.configs.items())}}
         return json.dumps(body, indent=2) + "\n"
 
@@ -104,9 +108,19 @@ def parse_lock(data: object, origin: str = "<lock>") -> Lock:
             rows = c.get("rows")
             if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
                 raise UsageError(f"rows {rows!r} must be an integer")
+            derivation = c.get("derivation")
+            if derivation is not None:
+                if not isinstance(derivation, dict):
+                    raise UsageError("`derivation` must be an object")
+                check_config_name(derivation.get("parent"))
+                if not (isinstance(derivation.get("ids_sha256"), str) and SHA256.match(derivation["ids_sha256"])):
+                    raise UsageError(f"derivation ids_sha256 {derivation.get('ids_sha256')!r} must be 64 hex digits")
+                if not isinstance(derivation.get("rows"), int) or not isinstance(derivation.get("rule"), str):
+                    raise UsageError("derivation needs integer `rows` and a `rule`")
         except UsageError as e:
             _bad(origin, f"configuration {name!r}: {e}")
-        lock.configs[name] = LockedConfig(source=source, revision=c["revision"], sha=sha, files=tuple(files), rows=rows)
+        lock.configs[name] = LockedConfig(source=source, revision=c["revision"], sha=sha, files=tuple(files), rows=rows,
+                                          derivation=derivation)
     return lock
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from . import derive
 from .catalogue import load_catalogue
 from .repo_folder import write_repo_folder
 
@@ -147,13 +148,25 @@ def built_textbook_rows(folder: str | Path, limit: int = 8) -> pa.Table:
     return table.select(["id", "question", "answer", "subject", "reference_answer", "provenance"])
 
 
-def sample_tables(built: pa.Table | None = None) -> dict[str, pa.Table]:
+def sample_parameters(entry, parent: pa.Table) -> dict:
+    """A random selection in the sample keeps the paper's fraction of its parent (297,600 of 651,840)."""
+    n = entry.derived.parameters.get("n")
+    if entry.derived.rule == "select_random" and isinstance(n, int):
+        return {"n": max(1, round(parent.num_rows * n / PAPER_PARENT_ROWS.get(entry.derived.parent, n)))}
+    return {}
+
+
+PAPER_PARENT_ROWS = {"textbook": 651840, "megascience": 1253230}
+
+
+def sample_tables(built: pa.Table | None = None, records: dict | None = None) -> dict[str, pa.Table]:
+    """Every configuration's sample rows; `records` (if given) receives each derived one's derivation record."""
     cat = load_catalogue()
     out: dict[str, pa.Table] = {"textbook": _textbook_table()}
     if built is not None:
         out["textbook"] = built.select(["question", "answer", "subject", "reference_answer"])
-        for e in cat:
-            if e.name.startswith("textbook_"):
+        for e in cat:                  # the pipeline variants are whole rebuilds: the built rows stand for them
+            if e.name.startswith("textbook_") and e.group == "pipeline":
                 out[e.name] = built
     mixture = [r + ("textbook",) for r in TEXTBOOK[:4]]
     mixture += [r + ("natural_reasoning",) for r in MIXTURE["natural_reasoning"][:2]]
@@ -161,6 +174,12 @@ def sample_tables(built: pa.Table | None = None) -> dict[str, pa.Table]:
     cols = list(zip(*mixture))
     out["megascience"] = pa.table({"question": cols[0], "answer": cols[1], "subject": cols[2],
                                    "reference_answer": cols[3], "source": cols[4]})
+    for e in cat:                      # derived configurations: the rule applied to the sample's parent
+        if derive.derivable(e):
+            out[e.name], plan = derive.derive_table(e, out[e.derived.parent],
+                                                    sample_parameters(e, out[e.derived.parent]))
+            if records is not None:
+                records[e.name] = {"derivation": plan.record()}
     for e in cat:
         if e.name in out:
             continue
@@ -190,8 +209,9 @@ def main(dest: str | Path | None = None, from_build: str | Path | None = None) -
         pq.write_table(built, BUILT_ROWS, compression="zstd")
     else:
         built = pq.read_table(BUILT_ROWS) if BUILT_ROWS.is_file() else None
-    tables = sample_tables(built)
-    return write_repo_folder(dest, {n: [t] for n, t in tables.items()},
+    records: dict = {}
+    tables = sample_tables(built, records)
+    return write_repo_folder(dest, {n: [t] for n, t in tables.items()}, extra=records,
                              revision={"tag": "sample", "sha": None, "url": "megascience_datasets/sample"},
                              sample_note=BUILT_NOTE if built is not None else NOTE, overwrite=True)
 

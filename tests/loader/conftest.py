@@ -20,6 +20,7 @@ from megascience_datasets.testing import fixture_table
 
 RELEASE = "acme/megascience"
 UPSTREAM = "MegaScience/MegaScience"
+TEXTBOOK_UPSTREAM = "MegaScience/TextbookReasoning"
 
 
 def _release_folder(dest: Path, tag: str, n: int) -> Path:
@@ -35,6 +36,7 @@ def hub(tmp_path_factory):
     """olah serving two git dataset repositories:
     acme/megascience          release layout, tags v1.0 and v1.1 (different rows), main = v1.1
     MegaScience/MegaScience   upstream layout (data/train-*.parquet, no manifest), two commits on main
+    MegaScience/TextbookReasoning  upstream layout, tags fx1 (2 x 150 rows) and fx2 (2 x 160 rows), row groups of 40
     """
     root = tmp_path_factory.mktemp("mirror")
     work = tmp_path_factory.mktemp("folders")
@@ -52,9 +54,19 @@ def hub(tmp_path_factory):
             pq.write_table(fixture_table(60, "megascience", seed=10 + k * 2 + i, tag=f"up{k}-{i}-"),
                            folder / "data" / f"train-{i:05d}-of-00002.parquet", compression="zstd")
         up_shas.append(commit_folder(up, folder, f"upstream commit {k}"))
+    tb = init_repo(root, TEXTBOOK_UPSTREAM)
+    tb_shas = {}
+    for k, tag in enumerate(("fx1", "fx2")):
+        folder = work / f"textbook-{tag}"
+        (folder / "data").mkdir(parents=True)
+        for i in range(2):
+            pq.write_table(fixture_table(150 + 10 * k, "textbook", seed=40 + 2 * k + i, tag=f"{tag}-{i}-"),
+                           folder / "data" / f"train-{i:05d}-of-00002.parquet", compression="zstd",
+                           row_group_size=40)
+        tb_shas[tag] = commit_folder(tb, folder, f"textbook fixture {tag}", tag=tag)
     with Mirror(root) as mirror:
         yield {"endpoint": mirror.endpoint, "root": root, "shas": shas, "upstream_shas": up_shas,
-               "release_repo": repo, "upstream_repo": up}
+               "release_repo": repo, "upstream_repo": up, "textbook_shas": tb_shas, "textbook_repo": tb}
 
 
 @pytest.fixture

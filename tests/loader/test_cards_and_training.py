@@ -45,6 +45,11 @@ def test_sample_only_when_asked(tmp_path, monkeypatch):
     assert expected > 0 and len(ds) == expected and "sample" not in ds.info.description.lower()
     monkeypatch.delenv("MEGASCIENCE_RELEASE", raising=False)
     with pytest.raises(msd.UsageError, match="MEGASCIENCE_RELEASE"):
+        msd.load_dataset("natural_reasoning_dc_random", cache_dir=tmp_path)
+    # a derivable configuration goes to its public parent instead of asking for a release
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(msd.UnavailableError, match="MegaScience/TextbookReasoning"):
         msd.load_dataset("textbook_random", cache_dir=tmp_path)
 
 

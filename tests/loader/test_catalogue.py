@@ -16,7 +16,8 @@ from megascience_datasets.sources import RemoteFile
 RAW = yaml.safe_load((Path(__file__).resolve().parents[2] / "megascience_datasets" / "catalogue.yaml").read_text())
 
 EXPECTED = {
-    "released": ["textbook", "megascience"],
+    "released": ["textbook", "megascience", "megascience_textbook", "megascience_natural_reasoning",
+                 "megascience_nemotron_science"],
     "selection": ["natural_reasoning_dc", "natural_reasoning_dc_length", "natural_reasoning_dc_difficulty",
                   "natural_reasoning_dc_random", "nemotron_science_dc", "nemotron_science_dc_length",
                   "nemotron_science_dc_difficulty", "nemotron_science_dc_random", "textbook_length",
@@ -63,7 +64,8 @@ def _broken(mutate):
     (lambda r: r["features"]["textbook_released"].update(subject="category"), "column 'subject' has type 'category'"),
     (lambda r: r["configs"].append(dict(r["configs"][0])), "duplicate configuration name(s) ['textbook']"),
     (lambda r: r["configs"][2]["derived"].update(parent="nowhere"), "unknown parent 'nowhere'"),
-    (lambda r: r["configs"][5]["derived"].update(seed=None), "a random selection needs a seed"),
+    (lambda r: next(c for c in r["configs"] if c["name"] == "natural_reasoning_dc_random")["derived"].update(seed=None),
+     "a random selection needs a seed"),
     (lambda r: r["configs"][0].update(name="Text-Book"), "does not match"),
     (lambda r: r["configs"][0].update(rows="many"), "field 'rows' is 'many'"),
 ])

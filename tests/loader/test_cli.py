@@ -26,7 +26,7 @@ def test_list_and_info(capsys):
     assert main(["info", "textbook_random"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["derived"] == {"parent": "textbook", "rule": "select_random",
-                               "parameters": {"n_from": "textbook_difficulty"}, "seed": 0}
+                               "parameters": {"n": 297600, "n_from": "textbook_difficulty"}, "seed": 0}
 
 
 @pytest.mark.parametrize("argv", [["info", "nope"], ["cite", "nope", "--sample"], ["card", "../x"],

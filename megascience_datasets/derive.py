@@ -1,0 +1,329 @@
+"""Row ids of released data, and configurations derived on the user's machine from a public parent.
+
+Row ids (`row_id`). A released row of `textbook` or `megascience` has no id of its own; its id is
+`content_id(question, answer, subject, reference_answer)`: sha256 over the canonical JSON of those four
+fields (`json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))`, UTF-8), first 32
+hex digits. `content_id` is the build's function (megascience_build.engine.records.content_id, tested to
+agree), so an id computed here can be compared with any id a build wrote. `source` is not part of the id,
+so a TextbookReasoning row has the same id in `textbook` and in `megascience`. Rows with identical content
+share an id (the derivation record counts them as `duplicate_ids`).
+
+Derived configurations (`LOCAL_RULES`). A configuration whose rule needs only its parent and a seed is
+computed here when no release holds it:
+
+    select_random  the n rows with the smallest uniform_u01(seed, id) (blake2b of seed and id, the build's
+                   selection.uniform_u01), ties (identical rows) by position; parent order kept.
+    source_view    the rows of `megascience` whose `source` value names one part of the mixture. The
+                   values are read from the data; a value that names no known part is an error naming it,
+                   the shard and the row.
+
+A first pass (`plan`) reads the parent's shards once, batch by batch, and keeps one boolean per parent row
+(plus the 32-byte ids while it runs); the derived rows are then streamed shard by shard and row group by
+row group with that mask, so streaming, a prepared Dataset and every `split_dataset_by_node` rank see the
+same rows. The plan's record (parent, parent sha, rule, parameters, seed, rows, sha256 of the selected ids)
+goes into the lock, and a lock refuses a derivation whose record differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import IntegrityError, UsageError
+
+ID_FIELDS = ("question", "answer", "subject", "reference_answer")
+LOCAL_RULES = ("select_random", "source_view")
+# the parts of the MegaScience mixture and the `source` spellings that name them (compared lower-case, with
+# everything but letters and digits removed); the released value set is not published
+PARTS = {
+    "textbook": ("textbookreasoning", "textbook", "megasciencetextbookreasoning"),
+    "natural_reasoning": ("naturalreasoning", "facebooknaturalreasoning"),
+    "nemotron_science": ("nemotronscience", "nemotron", "llamanemotronposttrainingdataset",
+                         "nvidiallamanemotronposttrainingdataset"),
+}
+_DERIVED_COLUMNS = ("id", "provenance")
+
+
+def content_id(*parts: Any) -> str:
+    """sha256 over the canonical JSON of `parts`, first 32 hex digits (the build's records.content_id)."""
+    canonical = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def row_id(question: str | None, answer: str | None, subject: str | None, reference_answer: str | None) -> str:
+    """The id of a released row (see the module docstring)."""
+    return content_id(question, answer, subject, reference_answer)
+
+
+def table_ids(table: pa.Table) -> list[str]:
+    missing = [c for c in ID_FIELDS if c not in table.column_names]
+    if missing:
+        raise UsageError(f"row ids need column(s) {missing}; the rows have {table.column_names}")
+    cols = [table.column(c).to_pylist() for c in ID_FIELDS]
+    return [content_id(*parts) for parts in zip(*cols)]
+
+
+def uniform_u01(seed: int, ids) -> np.ndarray:
+    """A uniform number in [0, 1) per id (the build's selection.uniform_u01)."""
+    prefix = f"{int(seed)}\x1f".encode()
+    words = [int.from_bytes(hashlib.blake2b(prefix + i.encode(), digest_size=8).digest(), "big") >> 11
+             for i in ids]
+    return np.asarray(words, dtype=np.float64) * (1.0 / (1 << 53))
+
+
+def ids_digest(ids) -> str:
+    """sha256 over the ids in order, each followed by a newline (the build's selection.ids_digest)."""
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(i.encode() + b"\n" if isinstance(i, str) else bytes(i) + b"\n")
+    return h.hexdigest()
+
+
+def part_of(value: object) -> str | None:
+    """Which part of the mixture a `source` value names, or None."""
+    if not isinstance(value, str):
+        return None
+    key = "".join(ch for ch in value.lower() if ch.isalnum())
+    return next((part for part, names in PARTS.items() if key in names), None)
+
+
+def derivable(entry) -> bool:
+    d = entry.derived
+    if d is None or d.rule not in LOCAL_RULES or d.parent is None:
+        return False
+    return d.rule != "select_random" or "n" in d.parameters
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+
+@dataclass
+class Plan:
+    """Which rows of the parent a derived configuration keeps: one boolean per parent row, per shard."""
+    config: str
+    parent: str
+    parent_source: str
+    parent_revision: str
+    parent_sha: str
+    parent_repo: str | None
+    rule: str
+    parameters: dict
+    seed: int | None
+    files: list[str]                 # the parent's data files as the builder gets them, in order
+    relpaths: list[str]              # their paths inside the parent repository
+    masks: list[np.ndarray]          # per file: bool per row
+    row_groups: list[list[int]]      # per file: rows per row group
+    rows: int = 0
+    parent_rows: int = 0
+    ids_sha256: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        return {"config": self.config, "parent": self.parent, "parent_source": self.parent_source,
+                "parent_revision": self.parent_revision, "parent_sha": self.parent_sha, "rule": self.rule,
+                "parameters": dict(self.parameters), "seed": self.seed, "rows": self.rows,
+                "parent_rows": self.parent_rows, "ids_sha256": self.ids_sha256, **self.extra}
+
+    def cache_hash(self) -> str:
+        return hashlib.sha1(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()
+
+    def file_index(self, file: str) -> int:
+        try:
+            return self.files.index(file)
+        except ValueError:
+            pass
+        for i, rel in enumerate(self.relpaths):          # a download manager may have rewritten the URL
+            if str(file).replace("\\", "/").endswith("/" + rel) or str(file).endswith(posixpath.basename(rel)):
+                return i
+        raise IntegrityError(f"configuration {self.config!r}: data file {file!r} is not one of the parent's "
+                             f"shards {self.relpaths}")
+
+
+def _open(path: str):
+    """A random-access file over one shard: local paths directly; a URL (hf://, s3://, ...) is read once from
+    start to end into memory (one shard at a time), so servers that ignore HTTP range requests (olah serving
+    plain git blobs) give the same bytes as the Hub."""
+    if "://" not in str(path):
+        return open(path, "rb")
+    import fsspec
+    with fsspec.open(str(path), "rb", block_size=0) as f:
+        return pa.BufferReader(f.read())
+
+
+def _iter_parent(files: list[str], relpaths: list[str], columns: list[str], where: str):
+    """(file index, row group sizes, row offset, table) for every row group of every shard, in order."""
+    for k, (f, rel) in enumerate(zip(files, relpaths)):
+        with _open(f) as fh:
+            try:
+                pf = pq.ParquetFile(fh)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise IntegrityError(f"{where}: parent shard {rel} ({f}) is not a readable parquet file: {e}") from None
+            missing = [c for c in columns if c not in pf.schema_arrow.names]
+            if missing:
+                raise IntegrityError(f"{where}: parent shard {rel} lacks column(s) {missing} "
+                                     f"(it has {pf.schema_arrow.names})")
+            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+            offset = 0
+            for g in range(pf.num_row_groups):
+                yield k, sizes, offset, pf.read_row_group(g, columns=columns)
+                offset += sizes[g]
+            if not sizes:
+                yield k, sizes, 0, None
+
+
+def make_plan(entry, parent_res, parameters: Mapping[str, Any] | None = None) -> Plan:
+    """One pass over the parent's shards: the selection mask, row count and id digest of `entry`."""
+    d = entry.derived
+    params = {**dict(d.parameters), **dict(parameters or {})}
+    where = f"configuration {entry.name!r} derived from {d.parent!r} at {parent_res.sha}"
+    files = list(parent_res.data_files)
+    relpaths = [e.path for e in parent_res.files]
+    columns = list(ID_FIELDS) + (["source"] if d.rule == "source_view" else [])
+    n_parent = sum(e.rows for e in parent_res.files) if all(e.rows is not None for e in parent_res.files) else None
+    masks: list[list[np.ndarray]] = [[] for _ in files]
+    row_groups: list[list[int]] = [[] for _ in files]
+    id_chunks: list[np.ndarray] = []
+    extra: dict[str, Any] = {}
+    if d.rule == "source_view":
+        part = params.get("part")
+        if part not in PARTS:
+            raise UsageError(f"{where}: parameter part={part!r} is not one of {sorted(PARTS)}")
+        seen: dict[str, dict] = {}
+        for k, sizes, offset, t in _iter_parent(files, relpaths, columns, where):
+            row_groups[k] = sizes
+            if t is None:
+                continue
+            values = t.column("source").to_pylist()
+            m = np.zeros(len(values), dtype=bool)
+            for i, v in enumerate(values):
+                s = seen.get(v)
+                if s is None:
+                    s = seen[v] = {"part": part_of(v), "rows": 0, "first": (relpaths[k], offset + i)}
+                    if s["part"] is None:
+                        raise IntegrityError(
+                            f"{where}: parent shard {relpaths[k]} row {offset + i} has source {v!r}, which names "
+                            f"none of the mixture's parts {sorted(PARTS)} (known spellings: "
+                            f"{ {p: list(n) for p, n in PARTS.items()} }); refusing to guess")
+                s["rows"] += 1
+                m[i] = s["part"] == part
+            masks[k].append(m)
+            sel = t.filter(pa.array(m))
+            id_chunks.append(np.array(table_ids(sel), dtype="S32"))
+        extra["source_values"] = {v: s["rows"] for v, s in sorted(seen.items(), key=lambda kv: str(kv[0]))
+                                  if s["part"] == part}
+        if not extra["source_values"]:
+            raise IntegrityError(f"{where}: no row has a source naming part {part!r}; the values found are "
+                                 f"{ {v: s['rows'] for v, s in seen.items()} }")
+        flat = [np.concatenate(ms) if ms else np.zeros(0, bool) for ms in masks]
+        ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, "S32")
+    elif d.rule == "select_random":
+        n = params.get("n")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise UsageError(f"{where}: parameter n={n!r} must be a non-negative integer")
+        if d.seed is None:
+            raise UsageError(f"{where}: a random selection needs a seed")
+        all_ids: list[np.ndarray] = []
+        for k, sizes, offset, t in _iter_parent(files, relpaths, columns, where):
+            row_groups[k] = sizes
+            if t is not None:
+                all_ids.append(np.array(table_ids(t), dtype="S32"))
+        ids_all = np.concatenate(all_ids) if all_ids else np.zeros(0, "S32")
+        total = ids_all.size
+        if n > total:
+            raise IntegrityError(f"{where}: n={n} rows asked for, but the parent has only {total} rows "
+                                 f"(pass derive={{'n': ...}} to take fewer)")
+        u = uniform_u01(d.seed, (i.decode() for i in ids_all))
+        keep = np.zeros(total, dtype=bool)
+        if n:
+            kth = np.partition(u, n - 1)[n - 1]
+            keep = u < kth
+            ties = np.flatnonzero(u == kth)[: n - int(keep.sum())]
+            keep[ties] = True
+        bounds = np.cumsum([0] + [sum(rg) for rg in row_groups])
+        flat = [keep[bounds[k]:bounds[k + 1]] for k in range(len(files))]
+        ids = ids_all[keep]
+        extra["random"] = {"column": "random_u01", "max_selected": float(u[keep].max()) if n else None}
+    else:
+        raise UsageError(f"{where}: rule {d.rule!r} cannot be derived locally (local rules: {LOCAL_RULES})")
+    parent_rows = int(sum(m.size for m in flat))
+    if n_parent is not None and parent_rows != n_parent:
+        raise IntegrityError(f"{where}: read {parent_rows} parent rows, the parent's shards declare {n_parent}")
+    extra["duplicate_ids"] = int(ids.size - np.unique(ids).size) if ids.size else 0
+    return Plan(config=entry.name, parent=d.parent, parent_source=parent_res.source_label,
+                parent_revision=parent_res.revision, parent_sha=parent_res.sha,
+                parent_repo=parent_res.location.target if parent_res.location.kind == "hub" else None,
+                rule=d.rule, parameters=params, seed=d.seed, files=files, relpaths=relpaths, masks=flat,
+                row_groups=row_groups, rows=int(sum(int(m.sum()) for m in flat)), parent_rows=parent_rows,
+                ids_sha256=ids_digest(ids), extra=extra)
+
+
+def check_against(plan: Plan, expected: Mapping[str, Any], origin: str) -> None:
+    """Refuse a derivation whose record differs from a lock's (or a manifest's) record."""
+    got = plan.record()
+    keys = ("parent", "parent_sha", "rule", "parameters", "seed", "rows", "ids_sha256")
+    diffs = [f"{k}: {got.get(k)!r} here, {expected.get(k)!r} in the {origin}" for k in keys
+             if k in expected and got.get(k) != expected.get(k)]
+    if diffs:
+        raise IntegrityError(f"configuration {plan.config!r}: the derivation differs from the {origin}: "
+                             + "; ".join(diffs) + "; refusing other rows")
+
+
+# ------------------------------------------------------------------------------------------------ rows
+
+def derived_table(plan: Plan, k: int, offset: int, table: pa.Table) -> pa.Table:
+    """The kept rows of one parent row group (starting at `offset` in shard k) with id and provenance."""
+    m = plan.masks[k][offset:offset + table.num_rows]
+    sel = table.filter(pa.array(m, pa.bool_()))
+    ids = table_ids(sel)
+    rows = (np.flatnonzero(m) + offset).tolist()
+    file = posixpath.basename(plan.relpaths[k])
+    step = {"stage": plan.rule, "config": plan.config, "parameters": plan.parameters, "seed": plan.seed}
+    u = uniform_u01(plan.seed, ids) if plan.rule == "select_random" else None
+    provs = []
+    for j, r in enumerate(rows):
+        origin = {"kind": "dataset", "config": plan.parent, "repo": plan.parent_repo, "revision": plan.parent_sha,
+                  "split": "train", "file": file, "row": r}
+        signals = {"random_u01": float(u[j])} if u is not None else {}
+        provs.append(json.dumps({"origin": origin, "steps": [step], "signals": signals}, sort_keys=True,
+                                ensure_ascii=False))
+    out = sel.append_column("id", pa.array(ids, pa.string())).append_column("provenance", pa.array(provs, pa.string()))
+    return out
+
+
+def iter_derived(plan: Plan, files=None, row_groups_list=None, columns=None):
+    """(file index, row group, table) of derived rows for the given parent files (default: all)."""
+    files = list(files) if files is not None else list(plan.files)
+    row_groups_list = list(row_groups_list) if row_groups_list is not None else [None] * len(files)
+    for f, groups in zip(files, row_groups_list):
+        k = plan.file_index(f)
+        offsets = np.cumsum([0] + plan.row_groups[k]).tolist()
+        with _open(f) as fh:
+            pf = pq.ParquetFile(fh)
+            for g in (groups if groups is not None else range(pf.num_row_groups)):
+                t = pf.read_row_group(g, columns=columns)
+                yield k, g, derived_table(plan, k, offsets[g], t)
+
+
+def derive_table(entry, parent: pa.Table, parameters: Mapping[str, Any] | None = None, *,
+                 parent_label: str = "sample:megascience-datasets", parent_sha: str = "sample") -> tuple[pa.Table, Plan]:
+    """Apply entry's rule to an in-memory parent table (the embedded sample is made this way)."""
+    import tempfile
+    from types import SimpleNamespace
+    from pathlib import Path
+    with tempfile.TemporaryDirectory(prefix="megascience-derive-") as tmp:
+        rel = f"data/{entry.derived.parent}/train-00000-of-00001.parquet"
+        path = Path(tmp) / "parent.parquet"
+        pq.write_table(parent, path)
+        res = SimpleNamespace(data_files=[str(path)], files=[SimpleNamespace(path=rel, rows=parent.num_rows)],
+                              sha=parent_sha, source_label=parent_label, revision=parent_sha,
+                              location=SimpleNamespace(kind="path", target=parent_label))
+        plan = make_plan(entry, res, parameters)
+        names = list(entry.features)
+        tables = [t.select(names) for _, _, t in iter_derived(plan)]
+        out = pa.concat_tables(tables) if tables else entry.arrow_schema().empty_table()
+        return out.cast(entry.arrow_schema()), plan

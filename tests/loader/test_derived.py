@@ -1,0 +1,180 @@
+"""Derived configurations through the Hub protocol (olah on loopback): textbook_random from a tagged
+`textbook` parent, the megascience views by `source`, the lock record, and the errors for missing inputs."""
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from megascience_datasets import derive
+from megascience_datasets.errors import IntegrityError
+from megascience_datasets.testing import fixture_table
+
+RANDOM = """
+import hashlib
+from datasets.distributed import split_dataset_by_node
+kw = dict(parent_revision={rev!r}, derive={{"n": {n}}}, split="train", progress=False)
+stream = msd.load_dataset("textbook_random", streaming=True, **kw)
+s_ids = [r["id"] for r in stream]
+first = next(iter(stream))
+full = msd.load_dataset("textbook_random", **kw)
+sharded = {{}}
+for world in (2, 3):
+    sharded[world] = sorted(r["id"] for rank in range(world)
+                            for r in split_dataset_by_node(stream, rank=rank, world_size=world))
+res = msd.resolve_config("textbook_random", parent_revision={rev!r}, derive={{"n": {n}}}, progress=False)
+parent = msd.load_dataset("textbook", revision={rev!r}, split="train", progress=False)
+print(json.dumps({{"stream": s_ids, "full": list(full["id"]), "sharded": {{str(k): v for k, v in sharded.items()}},
+                  "cols": sorted(first), "prov": json.loads(first["provenance"]), "record": res.plan.record(),
+                  "parent_rows": [dict(question=r["question"], answer=r["answer"], subject=r["subject"],
+                                       reference_answer=r["reference_answer"]) for r in parent],
+                  "shards": stream.num_shards}}))
+"""
+
+
+def _random(client, rev, n=100):
+    return client(RANDOM.format(rev=rev, n=n))
+
+
+def test_textbook_random_same_rows_streaming_prepared_and_sharded(client, hub):
+    out = _random(client, "fx1", n=100)
+    ids = out["stream"]
+    assert len(ids) == 100 and len(set(ids)) == 100                    # exact size
+    assert out["full"] == ids                                          # prepared == streamed, same order
+    assert out["sharded"]["2"] == sorted(ids) and out["sharded"]["3"] == sorted(ids)
+    assert out["shards"] >= 2
+    assert out["cols"] == ["answer", "id", "provenance", "question", "reference_answer", "subject"]
+    # ids are the documented content ids of parent rows, and the selection is the n smallest seeded numbers
+    parent_ids = [derive.row_id(**r) for r in out["parent_rows"]]
+    assert len(parent_ids) == 300 and set(ids) <= set(parent_ids)
+    u = derive.uniform_u01(0, parent_ids)
+    expected = [i for i, x in zip(parent_ids, u) if x <= sorted(u)[99]]
+    assert ids == expected
+    rec = out["record"]
+    assert rec["parent"] == "textbook" and rec["parent_sha"] == hub["textbook_shas"]["fx1"]
+    assert rec["rule"] == "select_random" and rec["seed"] == 0 and rec["parameters"]["n"] == 100
+    assert rec["rows"] == 100 and rec["parent_rows"] == 300 and rec["ids_sha256"] == derive.ids_digest(ids)
+    prov = out["prov"]
+    assert prov["origin"]["revision"] == hub["textbook_shas"]["fx1"] and prov["steps"][0]["stage"] == "select_random"
+    assert 0 <= prov["signals"]["random_u01"] < 1
+
+
+def test_second_parent_revision_gives_a_different_recorded_derivation(client, hub):
+    a, b = _random(client, "fx1", n=60), _random(client, "fx2", n=60)
+    assert a["record"]["parent_sha"] != b["record"]["parent_sha"] == hub["textbook_shas"]["fx2"]
+    assert a["record"]["ids_sha256"] != b["record"]["ids_sha256"] and b["record"]["parent_rows"] == 320
+    assert not set(a["stream"]) & set(b["stream"])
+
+
+def test_lock_records_the_derivation_and_refuses_other_ids(client, hub, tmp_path):
+    out = client("""
+r = msd.resolve_config("textbook_random", parent_revision="fx1", derive={"n": 80}, progress=False)
+from megascience_datasets.lockfile import Lock
+Lock({"textbook_random": r.locked()}).save("lock.json")
+again = msd.load_dataset("textbook_random", lock="lock.json", split="train", streaming=True, progress=False)
+print(json.dumps({"lock": json.load(open("lock.json")), "again": [x["id"] for x in again]}))
+""")
+    entry = out["lock"]["configs"]["textbook_random"]
+    rec = entry["derivation"]
+    assert entry["sha"] == hub["textbook_shas"]["fx1"] and entry["rows"] == 80
+    assert entry["source"] == "hub:MegaScience/TextbookReasoning" and len(entry["files"]) == 2
+    assert {"parent", "parent_sha", "rule", "parameters", "seed", "rows", "ids_sha256"} <= set(rec)
+    assert len(out["again"]) == 80 and derive.ids_digest(out["again"]) == rec["ids_sha256"]
+    # a lock whose ids differ (another seed's selection, say) is refused
+    lock = out["lock"]
+    lock["configs"]["textbook_random"]["derivation"]["ids_sha256"] = "0" * 64
+    (client.home.parent / "bad.json").write_text(json.dumps(lock))
+    bad = client("""
+print(json.dumps({"e": err(lambda: msd.load_dataset("textbook_random", lock="bad.json", split="train",
+                                                     streaming=True, progress=False))}))
+""")
+    name, msg = bad["e"]
+    assert name == "IntegrityError" and "ids_sha256" in msg and "0" * 64 in msg and rec["ids_sha256"] in msg
+
+
+def test_megascience_views_by_source(client, hub):
+    out = client("""
+res = {}
+for part in ("textbook", "natural_reasoning", "nemotron_science"):
+    name = "megascience_" + part
+    s = msd.load_dataset(name, split="train", streaming=True, progress=False)
+    f = msd.load_dataset(name, split="train", progress=False)
+    r = msd.resolve_config(name, progress=False)
+    res[part] = {"stream": [x["id"] for x in s], "full": list(f["id"]), "sources": sorted(set(f["source"])),
+                 "record": r.plan.record()}
+whole = msd.load_dataset("megascience", split="train", progress=False)
+res["whole"] = [whole.num_rows, sorted(set(whole["source"]))]
+print(json.dumps(res))
+""")
+    total, values = out["whole"]
+    assert values == ["natural_reasoning", "nemotron_science", "textbook"]
+    assert sum(len(out[p]["full"]) for p in ("textbook", "natural_reasoning", "nemotron_science")) == total
+    for part in ("textbook", "natural_reasoning", "nemotron_science"):
+        o = out[part]
+        assert o["stream"] == o["full"] and o["sources"] == [part]
+        assert o["record"]["source_values"] == {part: len(o["full"])}
+        assert o["record"]["rule"] == "source_view" and o["record"]["rows"] == len(o["full"])
+        assert o["record"]["parent_sha"] == hub["upstream_shas"][-1]
+
+
+def test_unknown_source_value_is_refused_naming_shard_and_row(tmp_path):
+    import megascience_datasets as msd
+    from megascience_datasets.repo_folder import write_repo_folder
+    t = fixture_table(30, "megascience", seed=3)
+    values = t.column("source").to_pylist()
+    values[17] = "WebInstruct"
+    import pyarrow as pa
+    t = t.set_column(t.schema.get_field_index("source"), "source", pa.array(values))
+    write_repo_folder(tmp_path / "rel", {"megascience": [t]}, revision={"tag": "x", "sha": None})
+    with pytest.raises(IntegrityError) as e:
+        msd.resolve_config("megascience_textbook", parent_source=str(tmp_path / "rel"), cache_dir=tmp_path / "c",
+                           progress=False)
+    msg = str(e.value)
+    assert "'WebInstruct'" in msg and "row 17" in msg and "data/megascience/train-00000-of-00001.parquet" in msg
+
+
+def test_paper_size_needs_a_big_enough_parent_and_missing_inputs_are_named(tmp_path):
+    import megascience_datasets as msd
+    from megascience_datasets.repo_folder import write_repo_folder
+    write_repo_folder(tmp_path / "rel", {"textbook": [fixture_table(50, "textbook", seed=3)]},
+                      revision={"tag": "x", "sha": None})
+    with pytest.raises(IntegrityError, match=r"n=297600 rows asked for, but the parent has only 50 rows"):
+        msd.resolve_config("textbook_random", parent_source=str(tmp_path / "rel"), cache_dir=tmp_path / "c",
+                           progress=False)
+    with pytest.raises(msd.UsageError) as e:
+        msd.resolve_config("natural_reasoning_dc_random", progress=False)
+    msg = str(e.value)
+    assert "no release repository is set" in msg and "natural_reasoning_dc_signals" in msg
+    assert "parent 'natural_reasoning_dc'" in msg and "MEGASCIENCE_RELEASE" in msg
+
+
+def test_row_id_is_the_build_content_id():
+    records = pytest.importorskip("megascience_build.engine.records")
+    row = ("Q?", "A.", "physics", "5 m/s")
+    assert derive.row_id(*row) == records.content_id(*row)
+    sel = pytest.importorskip("megascience_build.selection")
+    ids = [derive.row_id(str(i), "a", "s", "r") for i in range(50)]
+    assert (derive.uniform_u01(7, ids) == sel.uniform_u01(7, ids)).all()
+    import pyarrow as pa
+    assert derive.ids_digest(ids) == sel.ids_digest(pa.array(ids))
+
+
+def test_embedded_sample_shows_derived_configurations_by_their_rule(tmp_path):
+    import megascience_datasets as msd
+    kw = dict(sample=True, split="train", cache_dir=tmp_path, progress=False)
+    tb, tr = msd.load_dataset("textbook", **kw), msd.load_dataset("textbook_random", **kw)
+    parent_ids = [derive.row_id(r["question"], r["answer"], r["subject"], r["reference_answer"]) for r in tb]
+    assert len(tr) == max(1, round(len(tb) * 297600 / 651840)) < len(tb)          # the paper's fraction
+    u = derive.uniform_u01(0, parent_ids)
+    assert list(tr["id"]) == [i for i, x in zip(parent_ids, u) if x <= sorted(u)[len(tr) - 1]]
+    ms = msd.load_dataset("megascience", **kw)
+    total = 0
+    for part in derive.PARTS:
+        v = msd.load_dataset(f"megascience_{part}", **kw)
+        assert len(v) and {derive.part_of(s) for s in v["source"]} == {part}
+        total += len(v)
+    assert total == len(ms)
+    # the selection subsets that need signals are not copies of their parent
+    for name in ("textbook_difficulty", "textbook_length"):
+        assert set(msd.load_dataset(name, **kw)["question"]) != set(tb["question"])
