@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--revision", help="model revision (Hub commit)")
     run.add_argument("--option", action="append", default=[], type=_option, metavar="KEY=VALUE",
                      help="backend option (repeatable), e.g. max_batch_size=8 or base_url=http://...")
-    run.add_argument("--batch-size", type=int, default=64, help="requests per backend call / cache commit")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="requests per backend call, i.e. per cache commit (default: the transformers backend's "
+                          "max_batch_size, so a killed CPU run loses at most one batch; 64 for other backends)")
     run.add_argument("--sample", type=int, help="a seeded sample of N questions per benchmark entry")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--max-tokens", type=int, default=None, help="default: the paper's 10240")
@@ -83,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--registry", type=Path)
     ls.add_argument("--data-dir", type=Path)
     return p
+
+
+def default_batch_size(backend: str, options: dict[str, Any]) -> int:
+    """Requests per backend call (and cache commit). The transformers backend answers a call only when all
+    of it is done, so there one call is one of its batches; servers and vLLM stream or batch larger."""
+    if backend == "transformers":
+        return int(options.get("max_batch_size") or 16)
+    return 64
 
 
 def _file_spec(args):
@@ -146,8 +156,9 @@ def cmd_run(args) -> int:
             specs.append(_file_spec(args))
         if not specs:
             raise ValueError("name --benchmarks (e.g. offline) or a --file")
-        model = {"backend": args.backend, "model": args.model, "batch_size": args.batch_size,
-                 "options": dict(args.option)}
+        options = dict(args.option)
+        model = {"backend": args.backend, "model": args.model, "batch_size": args.batch_size or default_batch_size(
+            args.backend, options), "options": options}
         if args.revision:
             model["revision"] = args.revision
         sampling = {k: v for k, v in (("max_tokens", args.max_tokens), ("temperature", args.temperature),

@@ -43,6 +43,24 @@ def _model_line(run: dict[str, Any]) -> str:
             f"{usage.get('tokens_out', 0)}; no answer extracted: {run['scores']['no_answer']}")
 
 
+def _data_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Where each benchmark entry's questions came from (Hub commit, or file sha256 and PyPI release)."""
+    seen: dict[str, str] = {}
+    for r in runs:
+        for entry, d in ((r.get("info") or {}).get("data") or {}).items():
+            if "hub" in d:
+                where = f"Hub `{d['hub']}`" + (f" config {d['config']}" if d.get("config") else "") + f" split {d.get('split')}"
+            else:
+                files = d.get("files") or []
+                where = ", ".join(f"`{f['file']}` sha256 {f['sha256'][:12]}" for f in files[:3])
+                where += f" (+{len(files) - 3} files)" if len(files) > 3 else ""
+                where += f", {d['distribution']}" if d.get("distribution") else ""
+            seen.setdefault(entry, where)
+    if not seen:
+        return []
+    return ["Data read: " + "; ".join(f"`{e}` {w}" for e, w in seen.items()) + ".", ""]
+
+
 def render_markdown(runs: Sequence[dict[str, Any]], published: Sequence[str] = ()) -> str:
     pubs = [(name, lookup(name)) for name in published]
     header = ["Benchmark"] + [r["label"] for r in runs] + [f"{n} (paper)" for n, _ in pubs]
@@ -75,7 +93,7 @@ def render_markdown(runs: Sequence[dict[str, Any]], published: Sequence[str] = (
             if len(s["subparts"]) > 1:
                 combined.append([r["label"], bench, ", ".join(s["subparts"]), s["n"], _fmt(s["accuracy"]),
                                  _fmt(s["macro_accuracy"])])
-    parts = ["# Evaluation report", "", *[_model_line(r) for r in runs], "",
+    parts = ["# Evaluation report", "", *[_model_line(r) for r in runs], "", *_data_lines(runs),
              "## Scores by benchmark (the shape of the paper's Table 6)", "",
              "Accuracy in percent; " + DASH + " where a run has no questions of that benchmark. "
              "Published columns are the paper's numbers for that model, not measured here.", "",
@@ -109,9 +127,12 @@ def render_png(runs: Sequence[dict[str, Any]], published: Sequence[str] = ()) ->
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(benches) + 2), 4.2), dpi=110)
     width = 0.8 / max(1, len(runs))
     for k, r in enumerate(runs):
-        values = [(r["scores"]["benchmarks"].get(b) or {}).get("accuracy") or 0.0 for b in benches]
+        values = [(r["scores"]["benchmarks"].get(b) or {}).get("accuracy") for b in benches]
         xs = [i - 0.4 + width * (k + 0.5) for i in range(len(benches))]
-        ax.bar(xs, values, width, label=r["label"])
+        bars = ax.bar(xs, [v or 0.0 for v in values], width, label=r["label"])
+        for x, v, bar in zip(xs, values, bars):       # the value on each bar; a run without the benchmark: "–"
+            ax.text(x, (v or 0.0) + 1.0, DASH if v is None else f"{v:.0f}", ha="center", va="bottom",
+                    fontsize=7, color=bar.get_facecolor())
     markers = "D^sv*"
     for k, name in enumerate(published):
         scores = lookup(name)["benchmarks"]
@@ -120,9 +141,10 @@ def render_png(runs: Sequence[dict[str, Any]], published: Sequence[str] = ()) ->
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[k % len(markers)], color="black",
                        zorder=3, label=f"{name} (paper)")
     ax.set_xticks(range(len(benches)))
-    ax.set_xticklabels(benches, rotation=30, ha="right")
+    ax.set_xticklabels([f"{b} (apart)" if b in APART else b for b in benches], rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 110)
+    ax.set_yticks(range(0, 101, 20))
     ax.legend(fontsize=8)
     ax.set_title("megascience-eval: accuracy by benchmark")
     fig.tight_layout()

@@ -70,6 +70,25 @@ def write_eval_pipeline(work: Path, model: dict[str, Any], *, templates: Sequenc
     return path
 
 
+def data_sources(specs: Sequence[EvalSpec]) -> dict[str, dict[str, Any]]:
+    """Per entry, the data it was read from: its Hub commit, or each file's sha256 (and the PyPI release
+    of a package source), so a score names the exact benchmark revision."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from megascience_build import benchmarks_registry as br
+    out = {}
+    for spec in specs:
+        entry = br.resolved_sources([spec.source])[0]
+        data = {k: entry[k] for k in ("hub", "config", "split", "files") if entry.get(k)}
+        if spec.source.source == "package":
+            try:
+                data["distribution"] = f"{spec.source.distribution}=={version(spec.source.distribution)}"
+            except PackageNotFoundError:
+                data["distribution"] = spec.source.distribution
+        out[spec.name] = data
+    return out
+
+
 def prepare(work: str | Path, specs: Sequence[EvalSpec], model: dict[str, Any], *, sample: int | None = None,
             seed: int = 0, sampling: dict[str, Any] | None = None, rows_per_shard: int = 64,
             snapshot_download=None) -> Path:
@@ -81,7 +100,8 @@ def prepare(work: str | Path, specs: Sequence[EvalSpec], model: dict[str, Any], 
     sampling = {**PAPER_SAMPLING, **(sampling or {})}
     path = write_eval_pipeline(work, model, templates=table.column("template").to_pylist(), sampling=sampling,
                                rows_per_shard=rows_per_shard)
-    write_json_atomic(work / "eval_run.json", {"benchmarks": [s.name for s in specs], "sample": sample,
+    write_json_atomic(work / "eval_run.json", {"benchmarks": [s.name for s in specs], "data": data_sources(specs),
+                                               "sample": sample,
                                                "seed": seed, "sampling": sampling, "questions": table.num_rows,
                                                "model": {k: v for k, v in model.items() if k != "options"}})
     return path

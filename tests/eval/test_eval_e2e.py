@@ -1,6 +1,7 @@
 """End to end with a scripted model: exact scores, instance outputs, resume from the cache, report, compare."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pyarrow.parquet as pq
@@ -43,6 +44,10 @@ def test_scripted_model_scores_exactly_its_known_fraction(tmp_path):
     report = (work / "eval_report.md").read_text()
     assert "| GSM8K | 70.00 |" in report and "partial: 2/14" in report and "none 2" in report
     assert (work / "eval_scores.png").read_bytes()[:4] == b"\x89PNG"
+    sha = hashlib.sha256((tmp_path / "bench" / "sums.jsonl").read_bytes()).hexdigest()
+    assert json.loads((work / "eval_run.json").read_text())["data"]["sums"]["files"] == [{"file": "sums.jsonl",
+                                                                                          "sha256": sha}]
+    assert f"`sums` `sums.jsonl` sha256 {sha[:12]}" in report           # the report names the data read
 
 
 def test_rerun_resumes_from_the_cache_without_calling_the_model(tmp_path):
@@ -105,3 +110,9 @@ def test_ray_executor_gives_the_local_instances(tmp_path, monkeypatch):
         ray.shutdown()
     assert manifest["executor"]["name"] == "ray"
     assert pq.read_table(remote / "instances.parquet").equals(pq.read_table(local / "instances.parquet"))
+
+
+def test_default_batch_size_is_one_transformers_batch():
+    assert cli.default_batch_size("transformers", {"max_batch_size": 8}) == 8
+    assert cli.default_batch_size("transformers", {}) == 16
+    assert cli.default_batch_size("openai", {"concurrency": 8}) == 64

@@ -7,6 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from megascience_eval import cli
 
@@ -18,6 +19,8 @@ def test_smollm2_on_the_offline_set_and_cache_only_replay(tmp_path):
             "--backend", "transformers", "--model", "smollm2", "--option", "max_batch_size=4",
             "--max-tokens", "64", "--cache", str(tmp_path / "cache.sqlite")]
     assert cli.main([*args, "--work", str(tmp_path / "w1")]) == 0
+    pipeline = yaml.safe_load((tmp_path / "w1" / "eval_pipeline.yaml").read_text())
+    assert pipeline["models"]["model"]["batch_size"] == 4          # one cache commit per backend batch
     scores = json.loads((tmp_path / "w1" / "scores.json").read_text())
     assert scores["questions"] == 4 and set(scores["benchmarks"]) == {"GSM8K", "MMLU", "GPQA-D", "PIQA"}
     rows = pq.read_table(tmp_path / "w1" / "instances.parquet").to_pylist()
