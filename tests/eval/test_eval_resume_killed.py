@@ -1,5 +1,5 @@
-"""A run killed mid-way (SIGKILL, no clean-up) resumes from the request cache: the rerun asks the model
-only for what was not committed, and its scores equal those of an uninterrupted run."""
+"""A run killed mid-way (SIGKILL, no clean-up; or Ctrl-C, exit 130) resumes from the request cache: the
+rerun asks the model only for what was not committed, and its scores equal those of an uninterrupted run."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from eval_testlib import N, write_synthetic
 from megascience_eval import cli
@@ -28,7 +30,8 @@ def _calls(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
-def test_killed_run_resumes_from_the_cache(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_run_resumes_from_the_cache(tmp_path, sig):
     registry = write_synthetic(tmp_path / "bench")
     work, log = tmp_path / "work", tmp_path / "calls.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
@@ -37,10 +40,15 @@ def test_killed_run_resumes_from_the_cache(tmp_path):
     deadline = time.monotonic() + 120
     while _calls(log) < 3 * BATCH + 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
     before = _calls(log)
-    assert proc.returncode == -signal.SIGKILL and BATCH < before < 2 * N, proc.stderr.read().decode()[-2000:]
+    err = proc.stderr.read().decode()
+    assert BATCH < before < 2 * N, err[-2000:]
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130 and "interrupted; answers so far are cached" in err, err[-2000:]
     assert not (work / "scores.json").exists()
 
     assert cli.main(_args(registry, work, log, 0.0)) == 0
