@@ -43,6 +43,20 @@ def _model_line(run: dict[str, Any]) -> str:
             f"{usage.get('tokens_out', 0)}; no answer extracted: {run['scores']['no_answer']}")
 
 
+def _sameness(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """For several runs: the benchmark entries whose question sets differ between them (not comparable)."""
+    if len(runs) < 2:
+        return []
+    entries = sorted({e for r in runs for e in r["scores"]["subparts"]})
+    differ = [e for e in entries
+              if len({(r["scores"]["subparts"].get(e) or {}).get("questions_sha256") for r in runs}) > 1]
+    if not differ:
+        return ["All runs scored the same questions (by question id) in every benchmark entry.", ""]
+    return ["**Not the same questions**: the runs scored different questions (another sample, seed or data "
+            "revision, or an entry only some runs have) in " + ", ".join(f"`{e}`" for e in differ) +
+            "; their scores there are not directly comparable.", ""]
+
+
 def _data_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
     """Where each benchmark entry's questions came from (Hub commit, or file sha256 and PyPI release)."""
     seen: dict[str, str] = {}
@@ -93,7 +107,7 @@ def render_markdown(runs: Sequence[dict[str, Any]], published: Sequence[str] = (
             if len(s["subparts"]) > 1:
                 combined.append([r["label"], bench, ", ".join(s["subparts"]), s["n"], _fmt(s["accuracy"]),
                                  _fmt(s["macro_accuracy"])])
-    parts = ["# Evaluation report", "", *[_model_line(r) for r in runs], "", *_data_lines(runs),
+    parts = ["# Evaluation report", "", *[_model_line(r) for r in runs], "", *_data_lines(runs), *_sameness(runs),
              "## Scores by benchmark (the shape of the paper's Table 6)", "",
              "Accuracy in percent; " + DASH + " where a run has no questions of that benchmark. "
              "Published columns are the paper's numbers for that model, not measured here.", "",

@@ -14,6 +14,7 @@ with how many it covers; it is not comparable with the paper's number until it i
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Mapping
 
@@ -54,8 +55,8 @@ def compute_scores(instances: list[Mapping[str, Any]]) -> dict[str, Any]:
         entry_paper[r["benchmark"]] = (r["paper"], r["subpart"])
         if r.get("group"):
             groups[r["benchmark"]][r["group"]].append(r)
-    subparts = {e: {"paper": entry_paper[e][0], "subpart": entry_paper[e][1], **_tally(rs)}
-                for e, rs in sorted(by_entry.items())}
+    subparts = {e: {"paper": entry_paper[e][0], "subpart": entry_paper[e][1], **_tally(rs),
+                    "questions_sha256": questions_digest(rs)} for e, rs in sorted(by_entry.items())}
     benchmarks = {}
     for paper, rs in sorted(by_paper.items()):
         parts = [s for s in subparts.values() if s["paper"] == paper]
@@ -67,6 +68,11 @@ def compute_scores(instances: list[Mapping[str, Any]]) -> dict[str, Any]:
         "groups": {e: {g: _tally(rs)["accuracy"] for g, rs in sorted(gs.items())} for e, gs in sorted(groups.items())},
         "combination": COMBINATION,
         "no_answer": sum(s["no_answer"] for s in subparts.values()), "questions": len(instances)}
+
+
+def questions_digest(rows: Iterable[Mapping[str, Any]]) -> str:
+    """sha256 over the sorted question ids: two runs scored the same questions exactly when it is equal."""
+    return hashlib.sha256("\n".join(sorted(str(r["id"]) for r in rows)).encode()).hexdigest()
 
 
 def aggregates(scores: Mapping[str, float | None]) -> dict[str, dict[str, Any]]:

@@ -81,6 +81,11 @@ def test_cli_run_on_a_local_file_and_compare_two_runs(tmp_path, capsys):
     assert "| Benchmark | full | sample | Qwen2.5-7B-Instruct (paper) |" in md
     assert "| GSM8K | 70.00 |" in md and "91.96" in md and "58.80" in md
     assert (tmp_path / "cmp" / "compare_scores.png").exists()
+    assert "**Not the same questions**" in md and "`sums`" in md        # a sample of 10 against all 40
+    assert cli.main([*args, "--work", str(tmp_path / "c"), "--temperature", "0.5"]) == 0
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "cmp2")]) == 0
+    md2 = (tmp_path / "cmp2" / "compare_report.md").read_text()
+    assert "All runs scored the same questions" in md2 and "Not the same" not in md2
 
 
 def test_configuration_errors_exit_2_before_any_work(tmp_path, capsys):
