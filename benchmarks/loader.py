@@ -6,8 +6,10 @@
                                    (cold: a new cache dir, so our first sha256 verification is included)
   ArrowBasedBuilder (ours) vs GeneratorBasedBuilder prepare on the same shards      (informative)
   peak RSS growth while streaming                                                   (target flat, < 1 GiB)
+  deriving textbook_random (297,600 rows) from the same parent, streaming=True,
+    plan pass included, vs the parent's own streaming pass                          (target >= 0.5x, < 1 GiB)
 
-    python benchmarks/loader.py [--rows 651840] [--dir /tmp/megascience-bench]
+    python benchmarks/loader.py [--rows 651840] [--dir /tmp/megascience-bench] [--streaming-only]
 """
 from __future__ import annotations
 
@@ -99,6 +101,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=651_840)
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "megascience-bench"))
     ap.add_argument("--repeats", type=int, default=3, help="alternating fresh-process prepares of each")
+    ap.add_argument("--streaming-only", action="store_true", help="skip the prepare measurements")
     args = ap.parse_args()
     datasets.disable_progress_bars()
     root = Path(args.dir)
@@ -158,6 +161,35 @@ def main() -> None:
     print(f"  RSS while streaming            : start {mem.start:.0f} MiB, peak {mem.peak:.0f} MiB, growth "
           f"{growth:.0f} MiB (target flat, < 1 GiB) {'OK' if mem.peak < 1024 else 'MISSED'}")
     print(f"  RSS at each 10% of the rows    : {rss_series} MiB")
+
+    # ---- deriving textbook_random from this parent, streaming (the plan's pass over the parent included)
+    n_random = min(297_600, n * 297_600 // 651_840) if n < 651_840 else 297_600
+    derived_rss = []
+
+    def derived_stream():
+        ds = msd.load_dataset("textbook_random", parent_source=str(folder), split="train", streaming=True,
+                              cache_dir=cache, progress=False, derive={"n": n_random})
+        c = 0
+        for _ in ds:
+            c += 1
+            if c % max(1, n_random // 10) == 0:
+                derived_rss.append(round(rss_mib()))
+        return c
+
+    with PeakRss() as dmem:
+        t_der, c7 = timed(derived_stream)
+    assert c7 == n_random, (c7, n_random)
+    rd = t_ours / t_der
+    print(f"\nderiving textbook_random ({n_random:,} of {n:,} rows), streaming, plan pass included")
+    print(f"  derived streaming               : {t_der:.1f} s = {n / t_der:,.0f} parent rows/s, "
+          f"{n_random / t_der:,.0f} derived rows/s")
+    print(f"  ratio vs the parent's streaming : {rd:.2f}x  (time of the parent pass / time of the derivation; "
+          f"target >= 0.5x) {'OK' if rd >= 0.5 else 'MISSED'}")
+    print(f"  RSS while deriving              : start {dmem.start:.0f} MiB, peak {dmem.peak:.0f} MiB "
+          f"(target < 1 GiB) {'OK' if dmem.peak < 1024 else 'MISSED'}; at each 10%: {derived_rss} MiB")
+    if args.streaming_only:
+        shutil.rmtree(cache, ignore_errors=True)
+        return
 
     # ---- non-streaming prepare (cold caches for both)
     def ours_prepare():

@@ -83,7 +83,7 @@ def resolve_config(config: str, revision: str | None = None, *, source: str | No
                              f"release revision; pass parent_revision= for the parent {entry.derived.parent!r}")
         return derived.resolve_derived(config, parent_revision=parent_revision, parent_source=parent_source, lock=lk,
                                        streaming=streaming, cache_dir=cache_dir, verify=verify, progress=progress,
-                                       parameters=derive, catalogue=cat, found=found)
+                                       parameters=derive, catalogue=cat, found=found, source=source)
     if entry.source.kind == "release" and not sample and revision != "sample" and source is None \
             and not cat.release.current_repo() and lk is None:
         raise derived.missing_error(entry, cat, derived.release_holds(entry, cat, None, None)[1])

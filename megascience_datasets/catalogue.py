@@ -15,7 +15,8 @@ from .safety import CONFIG_NAME, FULL_SHA, check_relpath
 GROUPS = ("released", "selection", "pipeline", "decontamination")
 FEATURE_TYPES = ("string", "int32", "int64", "float32", "float64", "bool")
 RULES = ("decontaminate", "select_length", "select_difficulty", "select_random", "pipeline_variant",
-         "difficulty_distill", "adapt_source", "source_view")
+         "difficulty_distill", "adapt_source", "source_view",
+         "signals", "select_difficulty_below")
 REPO_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 

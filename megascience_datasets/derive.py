@@ -1,9 +1,11 @@
 """Row ids of released data, and configurations derived on the user's machine from a public parent.
 
 Row ids (`row_id`). A released row of `textbook` or `megascience` has no id of its own; its id is
-`content_id(question, answer, subject, reference_answer)`: sha256 over the canonical JSON of those four
-fields (`json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))`, UTF-8), first 32
-hex digits. `content_id` is the build's function (megascience_build.engine.records.content_id, tested to
+`content_id(sha256(question), sha256(answer), sha256(subject), sha256(reference_answer))`: each field's
+UTF-8 text hashed (hex; a null field stays null), then sha256 over the canonical JSON of the four digests
+(`json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))`), first 32 hex digits.
+Hashing the fields first lets the loader hash them straight from the Arrow buffers, without turning the
+texts into Python strings and JSON-escaping them (4x faster on TextbookReasoning-length rows). `content_id` is the build's function (megascience_build.engine.records.content_id, tested to
 agree), so an id computed here can be compared with any id a build wrote. `source` is not part of the id,
 so a TextbookReasoning row has the same id in `textbook` and in `megascience`. Rows with identical content
 share an id (the derivation record counts them as `duplicate_ids`).
@@ -56,17 +58,55 @@ def content_id(*parts: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
+def field_digest(value: str | None) -> str | None:
+    """sha256 (hex) of one field's UTF-8 text; None stays None."""
+    return None if value is None else hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
 def row_id(question: str | None, answer: str | None, subject: str | None, reference_answer: str | None) -> str:
-    """The id of a released row (see the module docstring)."""
-    return content_id(question, answer, subject, reference_answer)
+    """The id of a released row: content_id of the sha256 of each identifying field (module docstring)."""
+    return content_id(*(field_digest(v) for v in (question, answer, subject, reference_answer)))
+
+
+def _digests(arr) -> list[str | None]:
+    """field_digest of every value of a string column, hashed straight from the Arrow buffers."""
+    if isinstance(arr, pa.ChunkedArray):
+        return [d for chunk in arr.chunks for d in _digests(chunk)]
+    if arr.type not in (pa.string(), pa.large_string()):
+        return [field_digest(v) for v in arr.to_pylist()]
+    n = len(arr)
+    if n == 0:
+        return []
+    bufs = arr.buffers()
+    off = np.frombuffer(bufs[1], dtype=np.int32 if arr.type == pa.string() else np.int64)[arr.offset:arr.offset + n + 1]
+    data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+    sha = hashlib.sha256
+    out = [sha(data[a:b]).hexdigest() for a, b in zip(off[:-1].tolist(), off[1:].tolist())]
+    if arr.null_count:
+        for i in np.flatnonzero(~arr.is_valid().to_numpy(zero_copy_only=False)).tolist():
+            out[i] = None
+    return out
 
 
 def table_ids(table: pa.Table) -> list[str]:
     missing = [c for c in ID_FIELDS if c not in table.column_names]
     if missing:
         raise UsageError(f"row ids need column(s) {missing}; the rows have {table.column_names}")
-    cols = [table.column(c).to_pylist() for c in ID_FIELDS]
-    return [content_id(*parts) for parts in zip(*cols)]
+    sha = hashlib.sha256
+    out = []
+    for parts in zip(*(_digests(table.column(c)) for c in ID_FIELDS)):
+        if None in parts:
+            out.append(content_id(*parts))
+        else:   # content_id's canonical JSON of four hex strings, written directly
+            out.append(sha(('["%s","%s","%s","%s"]' % parts).encode()).hexdigest()[:32])
+    return out
+
+
+def parent_ids(table: pa.Table) -> list[str]:
+    """Ids of parent rows: their own `id` column (configurations a build made), else row_id of the content."""
+    if "id" in table.column_names:
+        return table.column("id").to_pylist()
+    return table_ids(table)
 
 
 def uniform_u01(seed: int, ids) -> np.ndarray:
@@ -122,12 +162,17 @@ class Plan:
     parent_rows: int = 0
     ids_sha256: str = ""
     extra: dict = field(default_factory=dict)
+    ids: list = field(default_factory=list)   # per file: the kept rows' ids (S32), so rows are not hashed twice
+    u: list = field(default_factory=list)     # per file: their random numbers (select_random), else empty
 
     def record(self) -> dict:
         return {"config": self.config, "parent": self.parent, "parent_source": self.parent_source,
                 "parent_revision": self.parent_revision, "parent_sha": self.parent_sha, "rule": self.rule,
                 "parameters": dict(self.parameters), "seed": self.seed, "rows": self.rows,
                 "parent_rows": self.parent_rows, "ids_sha256": self.ids_sha256, **self.extra}
+
+    def __getstate__(self):            # pickled into DataLoader workers / split_dataset_by_node copies
+        return dict(self.__dict__)
 
     def cache_hash(self) -> str:
         return hashlib.sha1(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()
@@ -213,26 +258,39 @@ def make_plan(entry, parent_res, parameters: Mapping[str, Any] | None = None) ->
                 m[i] = s["part"] == part
             masks[k].append(m)
             sel = t.filter(pa.array(m))
-            id_chunks.append(np.array(table_ids(sel), dtype="S32"))
+            id_chunks.append((k, np.array(table_ids(sel), dtype="S32")))
         extra["source_values"] = {v: s["rows"] for v, s in sorted(seen.items(), key=lambda kv: str(kv[0]))
                                   if s["part"] == part}
         if not extra["source_values"]:
             raise IntegrityError(f"{where}: no row has a source naming part {part!r}; the values found are "
                                  f"{ {v: s['rows'] for v, s in seen.items()} }")
         flat = [np.concatenate(ms) if ms else np.zeros(0, bool) for ms in masks]
-        ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, "S32")
+        per_file = [np.concatenate([c for j, c in id_chunks if j == k] or [np.zeros(0, "S32")])
+                    for k in range(len(files))]
+        per_u = [np.zeros(0)] * len(files)
+        ids = np.concatenate(per_file) if per_file else np.zeros(0, "S32")
     elif d.rule == "select_random":
         n = params.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise UsageError(f"{where}: parameter n={n!r} must be a non-negative integer")
         if d.seed is None:
             raise UsageError(f"{where}: a random selection needs a seed")
-        all_ids: list[np.ndarray] = []
-        for k, sizes, offset, t in _iter_parent(files, relpaths, columns, where):
+        # shards in parallel threads: parquet decoding and sha256 of long texts release the GIL
+        from concurrent.futures import ThreadPoolExecutor
+        import os as _os
+
+        def shard(k: int):
+            sizes, chunks = [], []
+            for _, sz, _, t in _iter_parent([files[k]], [relpaths[k]], columns, where):
+                sizes = sz
+                if t is not None:
+                    chunks.append(np.array(table_ids(t), dtype="S32"))
+            return sizes, (np.concatenate(chunks) if chunks else np.zeros(0, "S32"))
+        with ThreadPoolExecutor(max_workers=max(1, min(4, _os.cpu_count() or 1, len(files)))) as pool:
+            done = list(pool.map(shard, range(len(files))))
+        for k, (sizes, _) in enumerate(done):
             row_groups[k] = sizes
-            if t is not None:
-                all_ids.append(np.array(table_ids(t), dtype="S32"))
-        ids_all = np.concatenate(all_ids) if all_ids else np.zeros(0, "S32")
+        ids_all = np.concatenate([a for _, a in done]) if done else np.zeros(0, "S32")
         total = ids_all.size
         if n > total:
             raise IntegrityError(f"{where}: n={n} rows asked for, but the parent has only {total} rows "
@@ -246,6 +304,8 @@ def make_plan(entry, parent_res, parameters: Mapping[str, Any] | None = None) ->
             keep[ties] = True
         bounds = np.cumsum([0] + [sum(rg) for rg in row_groups])
         flat = [keep[bounds[k]:bounds[k + 1]] for k in range(len(files))]
+        per_file = [ids_all[bounds[k]:bounds[k + 1]][flat[k]] for k in range(len(files))]
+        per_u = [u[bounds[k]:bounds[k + 1]][flat[k]] for k in range(len(files))]
         ids = ids_all[keep]
         extra["random"] = {"column": "random_u01", "max_selected": float(u[keep].max()) if n else None}
     else:
@@ -259,7 +319,7 @@ def make_plan(entry, parent_res, parameters: Mapping[str, Any] | None = None) ->
                 parent_repo=parent_res.location.target if parent_res.location.kind == "hub" else None,
                 rule=d.rule, parameters=params, seed=d.seed, files=files, relpaths=relpaths, masks=flat,
                 row_groups=row_groups, rows=int(sum(int(m.sum()) for m in flat)), parent_rows=parent_rows,
-                ids_sha256=ids_digest(ids), extra=extra)
+                ids_sha256=ids_digest(ids), extra=extra, ids=per_file, u=per_u)
 
 
 def check_against(plan: Plan, expected: Mapping[str, Any], origin: str) -> None:
@@ -277,22 +337,36 @@ def check_against(plan: Plan, expected: Mapping[str, Any], origin: str) -> None:
 
 def derived_table(plan: Plan, k: int, offset: int, table: pa.Table) -> pa.Table:
     """The kept rows of one parent row group (starting at `offset` in shard k) with id and provenance."""
-    m = plan.masks[k][offset:offset + table.num_rows]
+    mask = plan.masks[k]
+    m = mask[offset:offset + table.num_rows]
     sel = table.filter(pa.array(m, pa.bool_()))
-    ids = table_ids(sel)
+    if plan.ids and len(plan.ids[k]) == int(mask.sum()):
+        start = int(np.count_nonzero(mask[:offset]))
+        ids = [i.decode() for i in plan.ids[k][start:start + sel.num_rows]]
+        u = plan.u[k][start:start + sel.num_rows] if len(plan.u[k]) else None
+    else:
+        ids = table_ids(sel)
+        u = None
+    if u is None and plan.rule == "select_random":
+        u = uniform_u01(plan.seed, ids)
     rows = (np.flatnonzero(m) + offset).tolist()
-    file = posixpath.basename(plan.relpaths[k])
-    step = {"stage": plan.rule, "config": plan.config, "parameters": plan.parameters, "seed": plan.seed}
-    u = uniform_u01(plan.seed, ids) if plan.rule == "select_random" else None
-    provs = []
-    for j, r in enumerate(rows):
-        origin = {"kind": "dataset", "config": plan.parent, "repo": plan.parent_repo, "revision": plan.parent_sha,
-                  "split": "train", "file": file, "row": r}
-        signals = {"random_u01": float(u[j])} if u is not None else {}
-        provs.append(json.dumps({"origin": origin, "steps": [step], "signals": signals}, sort_keys=True,
-                                ensure_ascii=False))
-    out = sel.append_column("id", pa.array(ids, pa.string())).append_column("provenance", pa.array(provs, pa.string()))
-    return out
+    # provenance: the same JSON as json.dumps(..., sort_keys=True) of {origin, signals, steps}, written from a
+    # template per shard (one dumps per row was a third of the derivation's time)
+    origin = json.dumps({"config": plan.parent, "file": posixpath.basename(plan.relpaths[k]), "kind": "dataset",
+                         "repo": plan.parent_repo, "revision": plan.parent_sha}, sort_keys=True, ensure_ascii=False)
+    head = '{"origin": ' + origin[:-1] + ', "row": '
+    steps = json.dumps([{"config": plan.config, "parameters": plan.parameters, "seed": plan.seed,
+                         "stage": plan.rule}], sort_keys=True, ensure_ascii=False)
+    if u is not None:
+        provs = [f'{head}{r}, "split": "train"}}, "signals": {{"random_u01": {float(x)!r}}}, "steps": {steps}}}'
+                 for r, x in zip(rows, u)]
+    else:
+        provs = [f'{head}{r}, "split": "train"}}, "signals": {{}}, "steps": {steps}}}' for r in rows]
+    if "id" not in sel.column_names:
+        sel = sel.append_column("id", pa.array(ids, pa.string()))
+    if "provenance" not in sel.column_names:      # a built parent's rows keep their own provenance
+        sel = sel.append_column("provenance", pa.array(provs, pa.string()))
+    return sel
 
 
 def iter_derived(plan: Plan, files=None, row_groups_list=None, columns=None):
@@ -327,3 +401,118 @@ def derive_table(entry, parent: pa.Table, parameters: Mapping[str, Any] | None =
         tables = [t.select(names) for _, _, t in iter_derived(plan)]
         out = pa.concat_tables(tables) if tables else entry.arrow_schema().empty_table()
         return out.cast(entry.arrow_schema()), plan
+
+
+# ------------------------------------------------------------------------------------------------ signals
+
+SIGNAL_RULES = ("select_difficulty", "select_length", "select_random", "select_difficulty_below")
+SIGNAL_COLUMNS = ("id", "response_length", "length_excluded", "difficulty", "random_u01")
+
+
+def signals_config(parent: str) -> str:
+    """The name of the configuration that holds a pool's stored selection signals."""
+    return f"{parent}_signals"
+
+
+def _need_signals(table: pa.Table, where: str) -> None:
+    missing = [c for c in SIGNAL_COLUMNS if c not in table.column_names]
+    if missing:
+        raise IntegrityError(f"{where}: the signals lack column(s) {missing} (they have {table.column_names})")
+
+
+def _float(table: pa.Table, column: str) -> np.ndarray:
+    import pyarrow.compute as pc
+    return pc.cast(table.column(column), pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def _top(table: pa.Table, candidates: np.ndarray, keys: list[tuple[str, str]], n: int) -> np.ndarray:
+    import pyarrow.compute as pc
+    if n == 0 or candidates.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    sub = table.select([k for k, _ in keys]).take(pa.array(candidates, pa.int64()))
+    order = pc.sort_indices(sub, sort_keys=keys).to_numpy()
+    return np.sort(candidates[order[:n]]).astype(np.int64)
+
+
+def signal_positions(rule: str, signals: pa.Table, params: Mapping[str, Any], seed: int | None,
+                     where: str) -> np.ndarray:
+    """Ascending positions into the signals table of the rows a Table 3 / Table 11 rule keeps (the build's
+    selection.py protocol: difficulty fixes n; length and random take n; ties by id)."""
+    import pyarrow.compute as pc
+    _need_signals(signals, where)
+    d = _float(signals, "difficulty")
+    low, high = float(params.get("low", 1)), float(params.get("high", 9))
+    with np.errstate(invalid="ignore"):
+        medium = ((d > low) & (d < high)) if params.get("strict", True) else ((d >= low) & (d <= high))
+    medium &= ~np.isnan(d)
+    if rule == "select_difficulty":
+        return np.flatnonzero(medium).astype(np.int64)
+    if rule == "select_difficulty_below":
+        with np.errstate(invalid="ignore"):
+            return np.flatnonzero((d < float(params["below"])) & ~np.isnan(d)).astype(np.int64)
+    n = int(medium.sum())
+    if rule == "select_length":
+        excluded = signals.column("length_excluded").fill_null(True)
+        ok = pc.and_(pc.invert(excluded), pc.is_valid(signals.column("response_length")))
+        eligible = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+        return _top(signals, eligible, [("response_length", "descending"), ("id", "ascending")], n)
+    if rule == "select_random":
+        if seed is None:
+            raise UsageError(f"{where}: a random selection needs a seed")
+        head = signals.slice(0, 64)
+        if not np.array_equal(uniform_u01(seed, head.column("id").to_pylist()),
+                              head.column("random_u01").to_numpy(zero_copy_only=False)):
+            raise IntegrityError(f"{where}: the signals' random_u01 was not computed with seed {seed}")
+        valid = np.flatnonzero(pc.is_valid(signals.column("random_u01")).to_numpy(zero_copy_only=False))
+        return _top(signals, valid, [("random_u01", "ascending"), ("id", "ascending")], n)
+    raise UsageError(f"{where}: rule {rule!r} is not computed from signals (signal rules: {SIGNAL_RULES})")
+
+
+def make_signals_plan(entry, parent_res, signals: pa.Table, signals_label: str, signals_sha: str,
+                      expected: Mapping[str, Any] | None) -> Plan:
+    """The rows of `entry` from its public parent plus stored signals: the subset is computed on the signals,
+    checked against the release manifest's count and id digest (`expected`), then found in the parent by id."""
+    d = entry.derived
+    where = f"configuration {entry.name!r} from {d.parent!r} at {parent_res.sha} and {signals_label}@{signals_sha}"
+    positions = signal_positions(d.rule, signals, d.parameters, d.seed, where)
+    chosen = signals.column("id").take(pa.array(positions, pa.int64())).to_pylist()
+    digest = ids_digest(chosen)
+    if expected is not None:
+        if expected.get("rows") is not None and expected["rows"] != len(chosen):
+            raise IntegrityError(f"{where}: the signals give {len(chosen)} rows, the release manifest says "
+                                 f"{expected['rows']}")
+        if expected.get("ids_sha256") and expected["ids_sha256"] != digest:
+            raise IntegrityError(f"{where}: the selected ids have sha256 {digest}, the release manifest says "
+                                 f"{expected['ids_sha256']}")
+    wanted = set(chosen)
+    files = list(parent_res.data_files)
+    relpaths = [e.path for e in parent_res.files]
+    masks: list[list[np.ndarray]] = [[] for _ in files]
+    row_groups: list[list[int]] = [[] for _ in files]
+    kept_ids: list[list[str]] = [[] for _ in files]
+    found = 0
+    columns = list(ID_FIELDS) + (["id"] if "id" in parent_res.entry.features else [])
+    for k, sizes, offset, t in _iter_parent(files, relpaths, columns, where):
+        row_groups[k] = sizes
+        if t is None:
+            continue
+        tids = parent_ids(t)
+        m = np.fromiter((i in wanted for i in tids), dtype=bool, count=t.num_rows)
+        masks[k].append(m)
+        kept_ids[k].extend(i for i, keep in zip(tids, m) if keep)
+        found += int(m.sum())
+    flat = [np.concatenate(ms) if ms else np.zeros(0, bool) for ms in masks]
+    if found < len(wanted):
+        raise IntegrityError(f"{where}: the parent lacks {len(wanted) - found} of the {len(wanted)} ids the signals "
+                             f"select: the signals were computed on another revision of {d.parent!r} (pass "
+                             f"parent_revision= with the revision the release names)")
+    return Plan(config=entry.name, parent=d.parent, parent_source=parent_res.source_label,
+                parent_revision=parent_res.revision, parent_sha=parent_res.sha,
+                parent_repo=parent_res.location.target if parent_res.location.kind == "hub" else None,
+                rule=d.rule, parameters=dict(d.parameters), seed=d.seed, files=files, relpaths=relpaths,
+                masks=flat, row_groups=row_groups, rows=int(sum(int(m.sum()) for m in flat)),
+                parent_rows=int(sum(m.size for m in flat)), ids_sha256=digest,
+                extra={"signals": {"config": signals_config(d.parent), "source": signals_label, "sha": signals_sha,
+                                   "rows": signals.num_rows},
+                       "duplicate_ids": found - len(wanted)},
+                ids=[np.array(x, dtype="S32") for x in kept_ids], u=[np.zeros(0)] * len(files))

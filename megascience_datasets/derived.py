@@ -125,11 +125,24 @@ def use_derivation(entry: Entry, catalogue: Catalogue, *, source, revision, lock
     return not held, found
 
 
+def signals_held(entry: Entry, catalogue: Catalogue, source, revision) -> tuple[bool, str]:
+    """Whether the release holds the stored selection signals entry's rule needs."""
+    d = entry.derived
+    if d is None or d.rule not in derive.SIGNAL_RULES or d.parent is None:
+        return False, "its rule needs no signals"
+    name = derive.signals_config(d.parent)
+    if name not in catalogue:
+        return False, f"the catalogue has no signals configuration {name!r}"
+    held, found = release_holds(catalogue[name], catalogue, source, revision)
+    return bool(held), found
+
+
 def missing_error(entry: Entry, catalogue: Catalogue, found: str) -> MissingInputError:
     d = entry.derived
     needs = []
-    if d is not None and d.rule in ("select_length", "select_difficulty", "select_random", "difficulty_distill"):
-        needs.append(f"the selection signals of {d.parent!r} (a release's `{d.parent}_signals` configuration)")
+    if d is not None and d.rule in derive.SIGNAL_RULES:
+        needs.append(f"the selection signals of {d.parent!r} (a release's `{derive.signals_config(d.parent)}` "
+                     f"configuration)")
     if d is not None and d.parent is not None:
         p = catalogue[d.parent]
         if p.source.kind == "release" and not derive.derivable(p):
@@ -144,14 +157,19 @@ def missing_error(entry: Entry, catalogue: Catalogue, found: str) -> MissingInpu
 def resolve_derived(name: str, *, parent_revision: str | None = None, parent_source: str | None = None,
                     lock: Lock | None = None, streaming: bool = False, cache_dir=None, verify: bool = False,
                     progress: bool = True, parameters: dict | None = None, catalogue: Catalogue | None = None,
-                    found: str | None = None) -> DerivedResolved:
+                    found: str | None = None, source: str | None = None,
+                    revision: str | None = None) -> DerivedResolved:
     from .resolve import resolve
     catalogue = catalogue or load_catalogue()
     entry = catalogue[name]
     locked = lock.configs.get(name) if lock is not None else None
-    if locked is None and not derive.derivable(entry):
-        raise missing_error(entry, catalogue, found or release_holds(entry, catalogue, None, None)[1])
     d = entry.derived
+    found = found or release_holds(entry, catalogue, source, revision)[1]
+    with_signals = bool((locked.derivation or {}).get("signals")) if locked is not None else \
+        signals_held(entry, catalogue, source, revision)[0]
+    if locked is None and not with_signals and not derive.derivable(entry):
+        sig = signals_held(entry, catalogue, source, revision)[1] if d and d.rule in derive.SIGNAL_RULES else None
+        raise missing_error(entry, catalogue, found + (f"; {sig}" if sig else ""))
     parent_lock = None
     if locked is not None:
         rec = locked.derivation or {}
@@ -167,9 +185,42 @@ def resolve_derived(name: str, *, parent_revision: str | None = None, parent_sou
         if parameters is None:
             parameters = {k: v for k, v in (rec.get("parameters") or {}).items()
                           if d.parameters.get(k) != v}
+    if parent_source is None and locked is None and catalogue[d.parent].source.kind == "release":
+        parent_source = source       # a parent that only a release holds: the release asked for
     parent = resolve(d.parent, parent_revision, source=parent_source, lock=parent_lock, streaming=streaming,
                      cache_dir=cache_dir, verify=verify, progress=progress)
-    plan = derive.make_plan(entry, parent, parameters)
+    if with_signals:
+        plan = _signals_plan(entry, parent, catalogue, source, revision, locked, cache_dir, progress)
+    else:
+        plan = derive.make_plan(entry, parent, parameters)
     if locked is not None:
         derive.check_against(plan, locked.derivation, "lock")
     return DerivedResolved(entry, plan, parent)
+
+
+def _signals_plan(entry, parent, catalogue, source, revision, locked, cache_dir, progress) -> derive.Plan:
+    """Read the release's signals configuration (small: five columns) and its manifest record, then plan."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from .resolve import resolve
+    name = derive.signals_config(entry.derived.parent)
+    rec = (locked.derivation or {}).get("signals") if locked is not None else None
+    if rec is not None:           # a lock: the signals from the release it names, at its sha
+        kind, _, target = rec["source"].partition(":")
+        source, revision = target, rec["sha"]
+    sres = resolve(name, revision, source=source, cache_dir=cache_dir, progress=progress)
+    if not sres.local:
+        raise UnavailableError(f"{sres.where()}: the signals could not be stored locally")
+    signals = pa.concat_tables([pq.read_table(p) for p in sres.data_files])
+    expected = None
+    text = (sources.hub_read_text(sres.location, sres.sha, sources.MANIFEST) if sres.location.kind == "hub"
+            else sources.path_read_text(sres.location, sources.MANIFEST))
+    if text is not None:
+        manifest = parse_manifest(text, f"{sres.source_label}/manifest.json")
+        subsets = manifest["configs"].get(name, {}).get("subsets") or {}
+        expected = subsets.get(entry.name) or next((v for v in subsets.values() if v.get("config") == entry.name),
+                                                   None)
+    if expected is None:
+        raise IntegrityError(f"{sres.where()}: the release manifest records no count and id digest for "
+                             f"{entry.name!r} under configs.{name}.subsets; nothing to check the derivation against")
+    return derive.make_signals_plan(entry, parent, signals, sres.source_label, sres.sha, expected)

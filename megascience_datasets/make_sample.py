@@ -166,7 +166,7 @@ def sample_tables(built: pa.Table | None = None, records: dict | None = None) ->
     if built is not None:
         out["textbook"] = built.select(["question", "answer", "subject", "reference_answer"])
         for e in cat:                  # the pipeline variants are whole rebuilds: the built rows stand for them
-            if e.name.startswith("textbook_") and e.group == "pipeline":
+            if e.name.startswith("textbook_") and e.group == "pipeline" and e.derived.rule not in derive.SIGNAL_RULES:
                 out[e.name] = built
     mixture = [r + ("textbook",) for r in TEXTBOOK[:4]]
     mixture += [r + ("natural_reasoning",) for r in MIXTURE["natural_reasoning"][:2]]
@@ -180,6 +180,19 @@ def sample_tables(built: pa.Table | None = None, records: dict | None = None) ->
                                                     sample_parameters(e, out[e.derived.parent]))
             if records is not None:
                 records[e.name] = {"derivation": plan.record()}
+    for e in cat:                      # signals (hand-set sample values) and the subsets their rules give
+        d = e.derived
+        if d is None or e.name in out or d.rule not in ("signals",) + derive.SIGNAL_RULES:
+            continue
+        pool = _pool(out, d.parent, cat)
+        sig = out.setdefault(derive.signals_config(d.parent), sample_signals(pool))
+        if d.rule != "signals":
+            positions = derive.signal_positions(d.rule, sig, d.parameters, d.seed, f"sample {e.name}")
+            out[e.name] = _with_ids(pool.take(pa.array(positions, pa.int64())), e, sig.take(pa.array(positions, pa.int64())))
+            if records is not None:
+                records[e.name] = {"derivation": {"parent": d.parent, "rule": d.rule, "parameters": dict(d.parameters),
+                                                  "seed": d.seed, "rows": len(positions), "signals": "sample",
+                                                  "ids_sha256": derive.ids_digest(out[e.name].column("id").to_pylist())}}
     for e in cat:
         if e.name in out:
             continue
@@ -193,6 +206,41 @@ def sample_tables(built: pa.Table | None = None, records: dict | None = None) ->
             rows = rows[:2] if e.name != family and e.group == "selection" and e.name.count("_") > 2 else rows
             out[e.name] = _built(rows, e.name, family, note)
     return out
+
+
+SIGNAL_NOTE = "hand-set sample signal values, not model output"
+
+
+def _pool(out: dict, name: str, cat) -> pa.Table:
+    """The sample rows of a pool (made first if it is a hand-written one)."""
+    if name not in out:
+        family = next(k for k in ("natural_reasoning", "nemotron_science", "scp116k") if name.startswith(k))
+        out[name] = _built(MIXTURE[family], name, family, f"hand-written sample row for {name}")
+    return out[name]
+
+
+def sample_signals(pool: pa.Table) -> pa.Table:
+    """Signals for the sample rows of a pool: hand-set values that exercise every rule (some grades outside
+    1..9, one length excluded), and the seeded random number the build would store."""
+    ids = pool.column("id").to_pylist() if "id" in pool.column_names else derive.table_ids(pool)
+    grades = [0.5, 3.0, 8.5, 9.5, 5.0, 2.0, 7.0, 4.0]
+    return pa.table({"id": ids, "response_length": pa.array([120 + (37 * k) % 400 for k in range(len(ids))], pa.int64()),
+                     "length_excluded": pa.array([k % 5 == 4 for k in range(len(ids))]),
+                     "difficulty": pa.array([grades[k % len(grades)] for k in range(len(ids))], pa.float64()),
+                     "random_u01": pa.array(derive.uniform_u01(0, ids))})
+
+
+def _with_ids(rows: pa.Table, entry, signals: pa.Table) -> pa.Table:
+    """Rows of a signal-selected sample subset in the entry's features (id and provenance added if missing)."""
+    if "id" not in rows.column_names:
+        rows = rows.append_column("id", signals.column("id"))
+    if "provenance" not in rows.column_names:
+        d = entry.derived
+        provs = [json.dumps({"origin": {"kind": "sample", "config": d.parent}, "signals": sig, "note": SIGNAL_NOTE,
+                             "steps": [{"stage": d.rule, "config": entry.name, "parameters": dict(d.parameters)}]},
+                            sort_keys=True) for sig in signals.select(list(derive.SIGNAL_COLUMNS[1:])).to_pylist()]
+        rows = rows.append_column("provenance", pa.array(provs, pa.string()))
+    return rows.select(list(entry.features))
 
 
 # the built rows the sample's TextbookReasoning family was last regenerated from (kept so the sample can be

@@ -9,7 +9,11 @@ Which stage output is which catalogue configuration (see the pipeline files' hea
                         select_subsets + selected_{difficulty,length,random} -> natural_reasoning_dc_<rule>
     nemotron_science    the same with nemotron_science
     scp116k             dedup -> scp116k; decontaminate -> scp116k_dc
-    textbook_selection  select_subsets + selected_{difficulty,length,random} -> textbook_<rule>
+    textbook_selection  select_subsets + selected_{difficulty,length,random} -> textbook_<rule>;
+                        + selected_difficulty_distill -> textbook_hardest (Table 11's hardest questions)
+    <pool>_signals      select_subsets' id and signal columns (response_length, length_excluded, difficulty,
+                        random_u01) with the models that made them and every subset's count and id digest:
+                        a small configuration from which the loader derives the subsets from public rows
     megascience         mixture -> megascience
 """
 from __future__ import annotations
@@ -36,9 +40,12 @@ def layout(pipeline: str) -> list[tuple[str, str, str | None]]:
         rows = [(pipeline, "dedup", None), (f"{pipeline}_dc", "decontaminate", None)]
         if pipeline != "scp116k":
             rows += [(f"{pipeline}_dc_{r}", "select_subsets", SUBSET_COLUMNS[r]) for r in SUBSET_RULES]
+            rows.append((f"{pipeline}_dc_signals", "select_subsets", None))
         return rows
     if pipeline == "textbook_selection":
-        return [(f"textbook_{r}", "select_subsets", SUBSET_COLUMNS[r]) for r in SUBSET_RULES]
+        return [*[(f"textbook_{r}", "select_subsets", SUBSET_COLUMNS[r]) for r in SUBSET_RULES],
+                ("textbook_hardest", "select_subsets", SUBSET_COLUMNS["difficulty_distill"]),
+                ("textbook_signals", "select_subsets", None)]
     if pipeline == "megascience":
         return [("megascience", "mixture", None)]
     raise ValueError(f"no configuration layout for pipeline {pipeline!r}; known: natural_reasoning, "
@@ -97,19 +104,33 @@ def assemble(works: Mapping[str, str | Path], columns_of: Mapping[str, list[str]
             }
             fields["models"] = [json.loads(m) for m in fields["models"]]
             fields["prompts"] = [{"name": n, "sha256": h} for n, h in fields["prompts"]]
-            if column is not None:
+            if column is not None or config.endswith("_signals"):
                 p = stage["params"]
                 seed = manifest["pipeline"]["seed"] if p.get("seed") is None else p["seed"]
                 plan = sel.PoolPlan(p["parent"], sel.DifficultyBounds(float(p["low"]), float(p["high"]), bool(p["strict"])),
                                     int(seed), distill_below=p.get("distill_below"))
-                recs = {r["column"]: r for r in verified_subset_records(table, plan)}
+                verified = verified_subset_records(table, plan)
+            if column is not None:
+                recs = {r["column"]: r for r in verified}
                 fields["subset"] = recs[column]
                 table_out = table.filter(pc.fill_null(table.column(column), False))
+            elif config.endswith("_signals"):
+                # the stored signals alone (a small configuration): with the parent's public rows they give every
+                # subset, which the loader checks against these counts and id digests
+                fields["subsets"] = {subset_config(r["name"], p["parent"]): r for r in verified}
+                fields["signals"] = {"columns": list(columns_of[config]), "models": fields["models"],
+                                     "seed": int(seed), "bounds": plan.bounds.as_dict()}
+                table_out = table
             else:
                 table_out = table
             configs[config] = [_project(table_out, list(columns_of[config]))]
             extra[config] = fields
     return configs, extra
+
+
+def subset_config(subset_name: str, parent: str) -> str:
+    """The catalogue configuration of a build subset (the hardest questions are `textbook_hardest`)."""
+    return f"{parent}_hardest" if subset_name == f"{parent}_difficulty_distill" else subset_name
 
 
 def catalogue_columns() -> dict[str, list[str]]:

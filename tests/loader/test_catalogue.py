@@ -19,11 +19,12 @@ EXPECTED = {
     "released": ["textbook", "megascience", "megascience_textbook", "megascience_natural_reasoning",
                  "megascience_nemotron_science"],
     "selection": ["natural_reasoning_dc", "natural_reasoning_dc_length", "natural_reasoning_dc_difficulty",
-                  "natural_reasoning_dc_random", "nemotron_science_dc", "nemotron_science_dc_length",
-                  "nemotron_science_dc_difficulty", "nemotron_science_dc_random", "textbook_length",
-                  "textbook_difficulty", "textbook_random"],
+                  "natural_reasoning_dc_random", "natural_reasoning_dc_signals", "nemotron_science_dc",
+                  "nemotron_science_dc_length", "nemotron_science_dc_difficulty", "nemotron_science_dc_random",
+                  "nemotron_science_dc_signals", "textbook_length", "textbook_difficulty", "textbook_random",
+                  "textbook_signals"],
     "pipeline": ["textbook_no_decontam", "textbook_no_cot", "textbook_no_refine", "textbook_refined_by_extractor",
-                 "textbook_difficulty_distill"],
+                 "textbook_difficulty_distill", "textbook_hardest"],
     "decontamination": ["scp116k", "scp116k_dc", "natural_reasoning", "nemotron_science"],
 }
 

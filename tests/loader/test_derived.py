@@ -151,8 +151,11 @@ def test_paper_size_needs_a_big_enough_parent_and_missing_inputs_are_named(tmp_p
 
 def test_row_id_is_the_build_content_id():
     records = pytest.importorskip("megascience_build.engine.records")
+    import hashlib
     row = ("Q?", "A.", "physics", "5 m/s")
-    assert derive.row_id(*row) == records.content_id(*row)
+    assert derive.row_id(*row) == records.content_id(*(hashlib.sha256(v.encode()).hexdigest() for v in row))
+    assert derive.row_id("Q", None, "s", "r") == records.content_id(
+        hashlib.sha256(b"Q").hexdigest(), None, hashlib.sha256(b"s").hexdigest(), hashlib.sha256(b"r").hexdigest())
     sel = pytest.importorskip("megascience_build.selection")
     ids = [derive.row_id(str(i), "a", "s", "r") for i in range(50)]
     assert (derive.uniform_u01(7, ids) == sel.uniform_u01(7, ids)).all()
@@ -176,5 +179,69 @@ def test_embedded_sample_shows_derived_configurations_by_their_rule(tmp_path):
         total += len(v)
     assert total == len(ms)
     # the selection subsets that need signals are not copies of their parent
-    for name in ("textbook_difficulty", "textbook_length"):
+    for name in ("textbook_difficulty", "textbook_length", "textbook_hardest"):
         assert set(msd.load_dataset(name, **kw)["question"]) != set(tb["question"])
+    # ... they are what their rule gives on the sample's (hand-set) signals
+    sig = msd.load_dataset("textbook_signals", **kw)
+    assert list(sig["id"]) == parent_ids
+    medium = [i for i, d in zip(sig["id"], sig["difficulty"]) if 1 < d < 9]
+    assert list(msd.load_dataset("textbook_difficulty", **kw)["id"]) == medium
+    assert list(msd.load_dataset("textbook_hardest", **kw)["id"]) == [i for i, d in zip(sig["id"], sig["difficulty"]) if d < 6]
+
+
+SIGNALS = """
+import numpy as np, pyarrow as pa
+from megascience_datasets import derive
+from megascience_datasets.repo_folder import write_repo_folder
+from megascience_build import selection as sel
+parent = msd.load_dataset("textbook", revision="fx1", split="train", progress=False)
+ids = [derive.row_id(r["question"], r["answer"], r["subject"], r["reference_answer"]) for r in parent]
+k = np.arange(len(ids))
+signals = pa.table({"id": ids, "response_length": pa.array((k * 37) % 500 + 10, pa.int64()),
+                    "length_excluded": pa.array(k % 11 == 0), "difficulty": pa.array(((k * 7) % 41) / 4.0),
+                    "random_u01": pa.array(derive.uniform_u01(0, ids))})
+# the build's own selection code gives the counts and digests the release manifest records
+subs = sel.table3_subsets(signals, "textbook", seed=0) + [sel.select_difficulty_below(signals, 6.0, name="textbook_hardest", parent="textbook")]
+records = {s.name: s.record(signals) for s in subs}
+write_repo_folder("rel", {"textbook_signals": [signals]}, revision={"tag": "s1", "sha": None},
+                  extra={"textbook_signals": {"subsets": records, "signals": {"models": [{"id": "Qwen/Qwen2.5-7B-Instruct", "revision": "abc"}]}}})
+out = {"records": {n: [r["rows"], r["ids_sha256"]] for n, r in records.items()}}
+for name in ("textbook_difficulty", "textbook_length", "textbook_random", "textbook_hardest"):
+    s = msd.load_dataset(name, source="rel", parent_revision="fx1", split="train", streaming=True, progress=False)
+    f = msd.load_dataset(name, source="rel", parent_revision="fx1", split="train", progress=False)
+    r = msd.resolve_config(name, source="rel", parent_revision="fx1", progress=False)
+    out[name] = {"stream": [x["id"] for x in s], "full": list(f["id"]), "record": r.plan.record()}
+from megascience_datasets.lockfile import Lock
+Lock({"textbook_length": msd.resolve_config("textbook_length", source="rel", parent_revision="fx1", progress=False).locked()}).save("lock.json")
+out["locked"] = len(list(msd.load_dataset("textbook_length", lock="lock.json", split="train", streaming=True, progress=False)))
+out["other_parent"] = err(lambda: msd.resolve_config("textbook_difficulty", source="rel", parent_revision="fx2", progress=False))
+import json as _j
+m = _j.load(open("rel/manifest.json"))
+m["configs"]["textbook_signals"]["subsets"]["textbook_random"]["ids_sha256"] = "f" * 64
+_j.dump(m, open("rel/manifest.json", "w"))
+out["tampered"] = err(lambda: msd.resolve_config("textbook_random", source="rel", parent_revision="fx1", progress=False))
+out["no_signals"] = err(lambda: msd.resolve_config("textbook_difficulty", progress=False))
+print(json.dumps(out))
+"""
+
+
+def test_signals_only_release_gives_every_table3_subset_and_the_hardest(client, hub):
+    pytest.importorskip("megascience_build.selection")
+    out = client(SIGNALS)
+    n = out["records"]["textbook_difficulty"][0]
+    assert 0 < n < 300
+    for name in ("textbook_difficulty", "textbook_length", "textbook_random", "textbook_hardest"):
+        o = out[name]
+        rows, digest = out["records"][name]
+        assert o["stream"] == o["full"] and len(o["full"]) == rows == o["record"]["rows"]
+        assert o["record"]["ids_sha256"] == digest and o["record"]["parent_sha"] == hub["textbook_shas"]["fx1"]
+        assert o["record"]["signals"]["config"] == "textbook_signals"
+    # the protocol: difficulty fixes n, length and random take the same n
+    assert len(out["textbook_length"]["full"]) == len(out["textbook_random"]["full"]) == n
+    assert out["locked"] == n
+    name, msg = out["other_parent"]
+    assert name == "IntegrityError" and "parent lacks" in msg and "parent_revision" in msg
+    name, msg = out["tampered"]
+    assert name == "IntegrityError" and "f" * 64 in msg and "release manifest" in msg
+    name, msg = out["no_signals"]
+    assert name == "MissingInputError" and "textbook_signals" in msg and "no release repository is set" in msg
