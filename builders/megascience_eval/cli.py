@@ -151,7 +151,12 @@ def cmd_run(args) -> int:
     try:
         specs = []
         if args.benchmarks:
-            specs += load_eval_registry(args.registry, data_dir=args.data_dir).select(args.benchmarks)
+            chosen = load_eval_registry(args.registry, data_dir=args.data_dir).select(args.benchmarks)
+            withheld = [s.name for s in chosen if s.withheld and s.name not in args.benchmarks]
+            if withheld:                        # in a set (`paper`): skipped, said; named alone: an error below
+                print(f"megascience-eval: skipping {', '.join(withheld)}: gold answers not public "
+                      f"(`megascience-eval benchmarks` says why)", file=sys.stderr)
+            specs += [s for s in chosen if s.name not in withheld]
         if args.file:
             specs.append(_file_spec(args))
         if not specs:

@@ -26,7 +26,7 @@ from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.storage import write_json_atomic, write_parquet
 
-from .benchmarks import PROMPTS_DIR, EvalSpec, question_rows
+from .benchmarks import PROMPTS_DIR, EvalSpec, EvalSpecError, question_rows
 
 QUESTIONS = Path("questions") / "questions.parquet"
 PIPELINE = "eval_pipeline.yaml"
@@ -38,8 +38,22 @@ INSTANCE_COLUMNS = ("id", "benchmark", "paper", "subpart", "group", "qtype", "qu
                     "status", "correct", "note", "source")
 
 
+def check_loadable(specs: Sequence[EvalSpec]) -> None:
+    """Before any download: every entry must have public answers and, from the Hub, a pinned commit. One
+    error lists all that fail, so a run of the `paper` set says at once what is left to pin."""
+    withheld = [f"{s.name} ({s.withheld})" for s in specs if s.withheld]
+    unpinned = [f"{s.name} ({s.source.repo})" for s in specs
+                if not s.withheld and s.source.source == "hub" and not s.source.revision]
+    problems = ([f"cannot be scored here: {'; '.join(withheld)}"] if withheld else []) + (
+        [f"hub source(s) with no pinned revision: {', '.join(unpinned)}; set hub.revision to the dataset "
+         f"commit sha you evaluate against (a copy of the registry, --registry)"] if unpinned else [])
+    if problems:
+        raise EvalSpecError("; ".join(problems))
+
+
 def questions_table(specs: Sequence[EvalSpec], *, sample: int | None = None, seed: int = 0,
                     snapshot_download=None) -> pa.Table:
+    check_loadable(specs)
     rows: list[dict[str, Any]] = []
     for spec in specs:
         rows += question_rows(spec, sample=sample, seed=seed, snapshot_download=snapshot_download)

@@ -96,6 +96,11 @@ def test_configuration_errors_exit_2_before_any_work(tmp_path, capsys):
     assert cli.main(["run", "--work", str(work), "--benchmarks", "olympicarena", "--backend", "scripted",
                      "--model", "x"]) == 2
     assert "test answers are not public" in capsys.readouterr().err
+    # the `paper` set skips the withheld OlympicArena (and says so), then stops at the first unpinned Hub source
+    assert cli.main(["run", "--work", str(work), "--benchmarks", "paper", "--backend", "scripted", "--model", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "skipping olympicarena: gold answers not public" in err and "no pinned revision" in err
+    assert "supergpqa (m-a-p/SuperGPQA)" in err and "math_algebra (EleutherAI/hendrycks_math)" in err   # all listed
     assert not work.exists()
 
 
