@@ -245,3 +245,25 @@ def test_signals_only_release_gives_every_table3_subset_and_the_hardest(client, 
     assert name == "IntegrityError" and "f" * 64 in msg and "release manifest" in msg
     name, msg = out["no_signals"]
     assert name == "MissingInputError" and "textbook_signals" in msg and "no release repository is set" in msg
+
+
+def test_cli_download_writes_a_derived_configuration_and_its_lock(tmp_path, capsys):
+    import megascience_datasets as msd
+    from megascience_datasets.cli import main
+    from megascience_datasets.repo_folder import write_repo_folder
+    write_repo_folder(tmp_path / "rel", {"textbook": [fixture_table(90, "textbook", seed=8)]},
+                      revision={"tag": "x", "sha": None})
+    out = tmp_path / "out"
+    assert main(["download", "textbook_random", "--parent-source", str(tmp_path / "rel"), "--n", "30",
+                 "--dir", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    rec = manifest["configs"]["textbook_random"]["derivation"]
+    lock = json.loads((out / "megascience.lock.json").read_text())["configs"]["textbook_random"]
+    assert manifest["configs"]["textbook_random"]["rows"] == 30 == rec["rows"] == lock["derivation"]["rows"]
+    assert rec["ids_sha256"] == lock["derivation"]["ids_sha256"]
+    # the written folder is now a release that holds it: loading from there gives the same ids
+    ds = msd.load_dataset("textbook_random", source=str(out), split="train", cache_dir=tmp_path / "c", progress=False)
+    assert derive.ids_digest(list(ds["id"])) == rec["ids_sha256"]
+    assert main(["download", "natural_reasoning_dc_length", "--dir", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "natural_reasoning_dc_signals" in err and "parent 'natural_reasoning_dc'" in err
