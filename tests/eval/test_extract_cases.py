@@ -125,3 +125,42 @@ def test_fractions_are_numbers_in_text():
     assert extract(NUM, "The answer is 3/4 of a cup.").answer == "3/4"
     assert extract(NUM, "She ate 3/4.").answer == "3/4"                          # last number, a fraction
     assert extract(NUM, "On 3/4/2020 she bought 7 pens.").answer == "7"           # a date is no fraction
+
+
+UNIT_CASES = [   # (reply, gold number, gold unit, policy, expected extraction, correct)
+    ("Thus c = 3.0e8 m/s.\nThe answer is \\boxed{3.0 \\times 10^8 \\mathrm{~m/s}}", "3e8", "m/s", "required",
+     "3.0 \\times 10^8 \\mathrm{~m/s}", True),
+    ("The speed is 12 m/s, that is 43.2 km/h.\nAnswer: 43.2 km/h", "12", "m s^{-1}", "required", "43.2 km/h", True),
+    ("The final answer is 25 °C.", "298.15", "K", "required", "25 °C", True),
+    ("The answer is \\boxed{2.4}.", "2.4", "kJ/mol", "required", "2.4", False),            # unit missing
+    ("The answer is \\boxed{2.4}.", "2.4", "kJ/mol", "convert_if_given", "2.4", True),     # SciBench: no unit asked
+    ("The answer is 2.4 kg.", "2.4", "kJ/mol", "convert_if_given", "2.4 kg", False),       # another dimension
+    ("So the energy is \\boxed{4.0 \\times 10^{-19} \\mathrm{~J}}", "4.0", "$10^{-19} \\mathrm{~J}$", "convert_if_given",
+     "4.0 \\times 10^{-19} \\mathrm{~J}", True),                                          # a scaled gold unit
+]
+
+
+@pytest.mark.parametrize("reply,gold,unit,policy,answer,correct", UNIT_CASES)
+def test_quantities_extracted_and_judged(reply, gold, unit, policy, answer, correct):
+    from megascience_eval.judge import judge
+    got = extract(UNIT, reply)
+    assert got.answer == answer
+    assert judge(UNIT, got.answer, gold, metric="em_unit", rel_tol=0.05, gold_unit=unit, unit_policy=policy).correct is correct
+
+
+TEXT_CASES = [   # ChemBench string match: (reply, gold, expected extraction, correct)
+    ("Phosphorus loses five electrons.\nThe oxidation state of P is +5.", "+5", "+5", True),
+    ("Answer: **CCO**", "cco", "CCO", True),
+    ("The answer is $1.5 \\times 10^{-3}$.", "0.0015", "1.5 \\times 10^{-3}", True),
+    ("Answer: 7.2\nWait, the answer is 7.4", "7.4", "7.4", True),                        # the last indicator
+    ("It depends on the temperature.", "3", None, False),                                  # no answer: counted
+]
+
+
+@pytest.mark.parametrize("reply,gold,answer,correct", TEXT_CASES)
+def test_free_text_extracted_and_judged(reply, gold, answer, correct):
+    from megascience_eval.judge import judge
+    got = extract(TEXT, reply)
+    assert got.answer == answer
+    v = judge(TEXT, got.answer, gold, rel_tol=1e-6)
+    assert v.correct is correct and (v.status == "no_answer") is (answer is None)
