@@ -1,6 +1,6 @@
 """The real SmolLM2-135M-Instruct (CPU, transformers) through megascience-eval on one question of each
 offline benchmark (MMLU, GPQA-Diamond, GSM8K, PIQA from their PyPI packages): structure, not quality;
-then a --cache-only replay gives the same instances. Part of the default `make test` (about 20 s)."""
+then a --cache-only replay gives the same instances. Part of the default `make test` (30-65 s on 2 shared cores)."""
 from __future__ import annotations
 
 import json
