@@ -516,3 +516,65 @@ def make_signals_plan(entry, parent_res, signals: pa.Table, signals_label: str, 
                                    "rows": signals.num_rows},
                        "duplicate_ids": found - len(wanted)},
                 ids=[np.array(x, dtype="S32") for x in kept_ids], u=[np.zeros(0)] * len(files))
+
+
+# ------------------------------------------------------------------------------------------------ plan cache
+
+def plan_key(entry, parent_res, parameters: Mapping[str, Any] | None, extra: Any = None) -> str:
+    """What a plan depends on: the rule, its parameters and seed, and the parent's shards by sha256."""
+    d = entry.derived
+    body = {"config": entry.name, "rule": d.rule, "parameters": {**dict(d.parameters), **dict(parameters or {})},
+            "seed": d.seed, "parent": d.parent, "parent_sha": parent_res.sha,
+            "shards": [[e.path, e.sha256] for e in parent_res.files], "extra": extra, "scheme": 1}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+def save_plan(plan: Plan, folder, key: str) -> None:
+    """Keep a plan beside the verified shards, so the next load of the same derivation skips the plan pass."""
+    import os
+    import tempfile
+    from pathlib import Path
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"record": plan.record(), "relpaths": plan.relpaths, "row_groups": plan.row_groups,
+            "parent_repo": plan.parent_repo, "lengths": [int(m.size) for m in plan.masks],
+            "kept": [int(len(i)) for i in plan.ids], "u": [int(len(x)) for x in plan.u]}
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    with open(tmp, "wb") as f:
+        np.savez(f, masks=np.concatenate(plan.masks) if plan.masks else np.zeros(0, bool),
+                 ids=np.concatenate(plan.ids) if plan.ids else np.zeros(0, "S32"),
+                 u=np.concatenate(plan.u) if plan.u else np.zeros(0), meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    os.replace(tmp, folder / f"{key}.npz")
+
+
+def load_plan(folder, key: str, parent_res) -> Plan | None:
+    from pathlib import Path
+    path = Path(folder) / f"{key}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            masks, ids, u = z["masks"], z["ids"], z["u"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if meta["relpaths"] != [e.path for e in parent_res.files]:
+        return None
+
+    def split(arr, lengths):
+        out, at = [], 0
+        for n in lengths:
+            out.append(arr[at:at + n])
+            at += n
+        return out
+    rec = dict(meta["record"])
+    keys = ("config", "parent", "parent_source", "parent_revision", "parent_sha", "rule", "parameters", "seed", "rows",
+            "parent_rows", "ids_sha256")
+    return Plan(config=rec["config"], parent=rec["parent"], parent_source=parent_res.source_label,
+                parent_revision=parent_res.revision, parent_sha=rec["parent_sha"], parent_repo=meta["parent_repo"],
+                rule=rec["rule"], parameters=rec["parameters"], seed=rec["seed"], files=list(parent_res.data_files),
+                relpaths=meta["relpaths"], masks=split(masks, meta["lengths"]), row_groups=meta["row_groups"],
+                rows=rec["rows"], parent_rows=rec["parent_rows"], ids_sha256=rec["ids_sha256"],
+                extra={k: v for k, v in rec.items() if k not in keys}, ids=split(ids, meta["kept"]),
+                u=split(u, meta["u"]))

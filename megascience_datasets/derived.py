@@ -105,7 +105,9 @@ def release_holds(entry: Entry, catalogue: Catalogue, source: str | None,
         return held, f"the release {loc.label} at {rev!r} ({sha}) {'holds' if held else 'has no'} {files}"
     except UnavailableError as e:
         return None, f"the release {spec!r} cannot be reached: {e}"
-    except (UsageError, RevisionError) as e:
+    except RevisionError:
+        raise                # the release exists but not at that revision: say so, do not derive instead
+    except UsageError as e:
         return False, f"the release {spec!r} cannot be read: {e}"
 
 
@@ -192,7 +194,7 @@ def resolve_derived(name: str, *, parent_revision: str | None = None, parent_sou
     if with_signals:
         plan = _signals_plan(entry, parent, catalogue, source, revision, locked, cache_dir, progress)
     else:
-        plan = derive.make_plan(entry, parent, parameters)
+        plan = _cached_plan(entry, parent, parameters, cache_dir)
     if locked is not None:
         derive.check_against(plan, locked.derivation, "lock")
     return DerivedResolved(entry, plan, parent)
@@ -224,3 +226,20 @@ def _signals_plan(entry, parent, catalogue, source, revision, locked, cache_dir,
         raise IntegrityError(f"{sres.where()}: the release manifest records no count and id digest for "
                              f"{entry.name!r} under configs.{name}.subsets; nothing to check the derivation against")
     return derive.make_signals_plan(entry, parent, signals, sres.source_label, sres.sha, expected)
+
+
+def _cached_plan(entry, parent, parameters, cache_dir) -> derive.Plan:
+    """make_plan, remembered in the local store by the parent's shard digests, rule, parameters and seed."""
+    from .store import default_root
+    if any(f.sha256 is None for f in parent.files):
+        return derive.make_plan(entry, parent, parameters)
+    folder = default_root(cache_dir) / "derived"
+    key = derive.plan_key(entry, parent, parameters)
+    plan = derive.load_plan(folder, key, parent)
+    if plan is None:
+        plan = derive.make_plan(entry, parent, parameters)
+        try:
+            derive.save_plan(plan, folder, key)
+        except OSError:
+            pass            # a read-only store: the plan is recomputed next time
+    return plan

@@ -267,3 +267,23 @@ def test_cli_download_writes_a_derived_configuration_and_its_lock(tmp_path, caps
     assert main(["download", "natural_reasoning_dc_length", "--dir", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "natural_reasoning_dc_signals" in err and "parent 'natural_reasoning_dc'" in err
+
+
+def test_plan_is_remembered_for_the_same_parent_shards_rule_and_seed(tmp_path, monkeypatch):
+    import megascience_datasets as msd
+    from megascience_datasets.repo_folder import write_repo_folder
+    write_repo_folder(tmp_path / "rel", {"textbook": [fixture_table(80, "textbook", seed=9)]},
+                      revision={"tag": "x", "sha": None})
+    kw = dict(parent_source=str(tmp_path / "rel"), cache_dir=tmp_path / "c", progress=False)
+    first = msd.resolve_config("textbook_random", derive={"n": 25}, **kw)
+    assert len(list((tmp_path / "c" / "megascience_store" / "derived").glob("*.npz"))) == 1
+    calls = []
+    monkeypatch.setattr(derive, "make_plan", lambda *a, **k: calls.append(1))
+    again = msd.resolve_config("textbook_random", derive={"n": 25}, **kw)
+    assert not calls and again.plan.record() == first.plan.record()
+    streamed = [r["id"] for r in msd.load_dataset("textbook_random", derive={"n": 25}, split="train", streaming=True, **kw)]
+    assert derive.ids_digest(streamed) == first.plan.ids_sha256
+    monkeypatch.undo()                      # another n is another plan: computed, not taken from the cache
+    other = msd.resolve_config("textbook_random", derive={"n": 26}, **kw)
+    assert other.plan.rows == 26 and other.plan.ids_sha256 != first.plan.ids_sha256
+    assert len(list((tmp_path / "c" / "megascience_store" / "derived").glob("*.npz"))) == 2
