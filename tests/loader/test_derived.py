@@ -287,3 +287,20 @@ def test_plan_is_remembered_for_the_same_parent_shards_rule_and_seed(tmp_path, m
     other = msd.resolve_config("textbook_random", derive={"n": 26}, **kw)
     assert other.plan.rows == 26 and other.plan.ids_sha256 != first.plan.ids_sha256
     assert len(list((tmp_path / "c" / "megascience_store" / "derived").glob("*.npz"))) == 2
+
+
+def test_dataloader_workers_read_every_derived_row_once(tmp_path):
+    import torch.utils.data
+    import megascience_datasets as msd
+    from megascience_datasets.repo_folder import write_repo_folder
+    write_repo_folder(tmp_path / "rel", {"textbook": [fixture_table(400, "textbook", seed=4)]},
+                      revision={"tag": "x", "sha": None}, max_shard_bytes=150_000)
+    kw = dict(parent_source=str(tmp_path / "rel"), derive={"n": 150}, split="train", cache_dir=tmp_path / "c",
+              progress=False)
+    ds = msd.load_dataset("textbook_random", streaming=True, **kw)
+    assert ds.num_shards >= 2
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
+                                         multiprocessing_context="spawn")    # spawn: the plan is pickled
+    seen = [r["id"] for r in loader]
+    full = list(msd.load_dataset("textbook_random", **kw)["id"])
+    assert len(seen) == 150 and sorted(seen) == sorted(full)
