@@ -103,6 +103,7 @@ def load_resolved(res: Resolved, *, split=None, streaming=False, cache_dir=None,
     if streaming:
         res.finish_verification(progress)
         return builder.as_streaming_dataset(split=split)
+    bars_were_on = datasets.is_progress_bar_enabled()
     if not progress:
         datasets.disable_progress_bars()
     # shards not hashed yet are hashed on another thread while the Arrow cache is prepared; if one fails,
@@ -115,7 +116,7 @@ def load_resolved(res: Resolved, *, split=None, streaming=False, cache_dir=None,
             _raise_if_failed(checking, builder)   # a corrupted shard explains a failed preparation
             raise
         finally:
-            if not progress:
+            if not progress and bars_were_on:     # give back the caller's setting, not always "on"
                 datasets.enable_progress_bars()
         _raise_if_failed(checking, builder)
     return builder.as_dataset(split=split, in_memory=bool(keep_in_memory))

@@ -175,3 +175,17 @@ def test_retry_after_a_local_fix_succeeds(tiny_folder, tmp_path):
     shard.write_bytes(original)
     ds = msd.load_dataset("textbook", source=str(tiny_folder), split="train", cache_dir=tmp_path / "c", progress=False)
     assert len(ds) == 60
+
+
+def test_a_quiet_load_gives_back_the_callers_progress_bar_setting(tmp_path):
+    # a caller (the demo, a script writing a log) that turned datasets' bars off keeps them off
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        msd.load_dataset("textbook", sample=True, split="train", cache_dir=tmp_path, progress=False)
+        assert not datasets.is_progress_bar_enabled()
+    finally:
+        datasets.enable_progress_bars()
+    msd.load_dataset("textbook", sample=True, split="train", cache_dir=tmp_path / "again", progress=False)
+    assert datasets.is_progress_bar_enabled()
