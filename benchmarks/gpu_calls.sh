@@ -26,7 +26,9 @@ if [ -f .gpu/p2/gguf.part2 ] && [ ! -f "$GGUF" ]; then
   [ "$(sha256sum "$GGUF" | cut -c1-64)" = "$(cat .gpu/common/gguf.sha256)" ] || { echo "GGUF sha256 mismatch"; exit 3; }
 fi
 if [ -f .gpu/p2/evaldata.tar.xz ] && [ ! -d "$EV/site" ]; then mkdir -p "$EV" && tar -C "$EV" -xJf .gpu/p2/evaldata.tar.xz; fi
-$PY -c "import gguf" 2>/dev/null || $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .gpu/common/gguf-*.whl
+for m in gguf pypdf zstandard; do  # pypdf, zstandard: the ingest stage imports them; megascience-eval loads every stage
+  $PY -c "import $m" 2>/dev/null || $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .gpu/common/$m-*.whl
+done
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>/dev/null
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 S=${SMOKE:+--smoke}
@@ -53,16 +55,18 @@ real)
         --device ${DEVICE:-cuda} --max-batch-size 128 --prompt $1 --max-tokens $2 --floors none,0.5,0.6,0.7 \
         2>&1 | tee -a "$OUT/judge.log"
   done
+  ;&
+eval)
   step "issue 11: megascience-eval, the offline set, SmolLM2, the backend's auto path"
   rm -rf /tmp/evalwork
   start=$(date +%s)
   timeout ${T_EVAL:-280} $PY -m megascience_eval.cli run --benchmarks offline --backend transformers --model "$GGUF" \
       --option device=${DEVICE:-cuda} --option max_batch_size=${EVAL_SLOTS:-256} --batch-size ${EVAL_BATCH:-4096} \
-      --max-tokens ${EVAL_TOKENS:-1024} ${EVAL_SAMPLE:+--sample $EVAL_SAMPLE} --work /tmp/evalwork 2>&1 | tee "$OUT/eval.log"
+      --max-tokens ${EVAL_TOKENS:-1024} --rows-per-shard ${EVAL_SHARD:-4096} --progress ${EVAL_SAMPLE:+--sample $EVAL_SAMPLE} --work /tmp/evalwork 2>&1 | tee "$OUT/eval.log"
   echo "eval rc=$? wall_s=$(( $(date +%s) - start ))" | tee -a "$OUT/eval.log"
   for f in eval_report.md scores.json; do [ -f /tmp/evalwork/$f ] && cp /tmp/evalwork/$f "$OUT/"; done
   ls /tmp/evalwork 2>/dev/null
   ;;
-*) echo "usage: $0 throughput|big|real"; exit 2 ;;
+*) echo "usage: $0 throughput|big|real|eval"; exit 2 ;;
 esac
 step done

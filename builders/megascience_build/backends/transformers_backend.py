@@ -50,7 +50,7 @@ from .base import GenerationRequest, GenerationResult
 from .batching import plan_batches, sampling_group_key
 from .identity import ModelIdentity, canonical_json, make_settings, sha256_text
 from . import local_models
-from .static_generation import PATHS, resolve_path
+from .static_generation import PATHS, cache_keyword, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,6 @@ class _SeededSampler:
         chosen = sorted_ids.gather(1, pos)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, chosen, 0.0)
-
-
-def _cache_argument(method) -> str:
-    """The keyword a model's forward (and so `generate`) takes its KV cache by: `cache` since transformers
-    5.2x, `past_key_values` before."""
-    import inspect
-
-    params = inspect.signature(method).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 class TransformersBackend:
@@ -353,7 +344,7 @@ class TransformersBackend:
         extra = {}
         with torch.inference_mode():
             if self.separate_prefill and len(prompts) > 1 and min(map(len, prompts)) > 1:
-                extra[_cache_argument(self.model.forward)] = self._prefilled_cache(prompts, width)
+                extra[cache_keyword(self.model.forward)] = self._prefilled_cache(prompts, width)
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
                                       generation_config=gen_config, logits_processor=processors,
                                       tokenizer=self.tokenizer if sampling.stop else None, **extra)
@@ -367,7 +358,7 @@ class TransformersBackend:
         torch = _torch()
         from transformers import DynamicCache
 
-        forward_cache = _cache_argument(self.model.forward)
+        forward_cache = cache_keyword(self.model.forward)
         span = width - 1
         packed: list[list] = []  # per layer: [keys, values] of the batch
         for row, ids in enumerate(prompts):
