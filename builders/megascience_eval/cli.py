@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=("local", "ray"), default="local")
     run.add_argument("--cache", help="request cache file (default WORK/cache.sqlite)")
     run.add_argument("--cache-only", action="store_true", help="replay from the cache; a miss is an error")
-    run.add_argument("--rows-per-shard", type=int, default=64)
+    run.add_argument("--rows-per-shard", type=int, default=1024,
+                     help="questions per work shard, the most one shard keeps in flight (a GPU path needs hundreds; a kill loses at most one backend call, see --batch-size)")
     run.add_argument("--published", action="append", default=None,
                      help="published model(s) to show beside the run (default: the one the model id matches)")
     run.add_argument("--progress", action="store_true")
