@@ -35,8 +35,11 @@ def test_killed_run_resumes_from_the_cache(tmp_path, sig):
     registry = write_synthetic(tmp_path / "bench")
     work, log = tmp_path / "work", tmp_path / "calls.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    # a shell's background job starts with SIGINT ignored, and Python then installs no Ctrl-C handler: give the
+    # child the default disposition so that this test sees the CLI's own handling wherever it runs
     proc = subprocess.Popen([sys.executable, "-m", "megascience_eval.cli", *_args(registry, work, log, 0.05)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while _calls(log) < 3 * BATCH + 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
