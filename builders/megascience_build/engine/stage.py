@@ -59,11 +59,6 @@ def stage_class(name: str) -> type["Stage"]:
         raise StageError(f"unknown stage {name!r}; known stages: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def registered_stages() -> dict[str, type["Stage"]]:
-    from .. import stages as _  # noqa: F401
-    return dict(_REGISTRY)
-
-
 class Stage:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "map"

@@ -6,7 +6,7 @@ a prompt slot, how a non-"stop" finish becomes a drop reason, and how a step is 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from ..backends.base import GenerationRequest, GenerationResult
 
@@ -63,11 +63,6 @@ def provenance_with_step(prov: str, step: Mapping[str, Any], signals: Mapping[st
     data.setdefault("steps", []).append(dict(step))
     data.setdefault("signals", {}).update(signals or {})
     return json.dumps(data, sort_keys=True, ensure_ascii=False)
-
-
-def positions_except(n: int, dropped: Sequence[tuple[int, str]]) -> list[int]:
-    gone = {i for i, _ in dropped}
-    return [i for i in range(n) if i not in gone]
 
 
 # Default prompt file of every slot of these stages, for pipeline files (`prompts:`) and tests.
