@@ -22,13 +22,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from megascience_datasets.cards import render_family_card
 
 from . import mixture_release
 
@@ -36,7 +37,6 @@ TEXTBOOK_PIPELINES = ("textbook", "textbook_no_decontam", "textbook_no_cot", "te
                       "textbook_refined_by_extractor", "textbook_difficulty_distill")
 MIXTURE_PIPELINES = ("natural_reasoning", "nemotron_science", "scp116k", "textbook_selection", "megascience")
 RELEASE_JSON = "RELEASE.json"
-CARDS_DIR = Path(__file__).resolve().parents[2] / "dataset_cards"
 # the same folder gives the same commit: who and when are fixed (SOURCE_DATE_EPOCH overrides the date)
 GIT_AUTHOR = ("megascience-build", "release@megascience.invalid")
 GIT_DATE = "2025-07-22T00:00:00+00:00"   # the paper's date
@@ -61,7 +61,9 @@ class ReleaseOptions:
     publish: str | None = None            # Hub repo id
     endpoint: str | None = None
     token_env: str | None = None
-    cards_dir: Path = field(default_factory=lambda: CARDS_DIR)
+    # family cards to publish; None: the installed package renders them (dataset_cards/ in the repository is
+    # the same rendering, checked by tests/loader), so a release works from a wheel, with no checkout
+    cards_dir: Path | None = None
 
 
 # ------------------------------------------------------------------------------------------ configuration
@@ -266,12 +268,15 @@ def write_release_folder(opts: ReleaseOptions, staging: Path) -> dict:
         revision["url"] = f"{(opts.endpoint or 'https://huggingface.co').rstrip('/')}/datasets/{opts.publish}"
     try:
         manifest = write_repo_folder(staging, tables, revision=revision, extra=extra, default=default,
-                                     cards=family_cards(opts.cards_dir, groups))
+                                     cards=family_cards(opts.cards_dir, groups) if opts.cards_dir else None)
     except MegascienceError as exc:   # e.g. a configuration with no rows, or a column of the wrong type
         raise ReleaseError(str(exc)) from None
     (staging / "cards").mkdir()
     for g in groups:
-        shutil.copyfile(opts.cards_dir / f"{g}.md", staging / "cards" / f"{g}.md")
+        if opts.cards_dir:
+            shutil.copyfile(opts.cards_dir / f"{g}.md", staging / "cards" / f"{g}.md")
+        else:
+            (staging / "cards" / f"{g}.md").write_text(render_family_card(g), encoding="utf-8")
     return manifest
 
 
