@@ -298,25 +298,24 @@ def _last_number(text: str) -> Extraction:
     return Extraction(found[-1][1].strip(), "last_number", found[-1][1])
 
 
-def extract_number(text: object) -> Extraction:
+def _indicated_or_last_number(text: object, reader) -> Extraction:
+    """The reader's answer after an indicator (last occurrence), else the reply's last number."""
     if not isinstance(text, str) or not text.strip():
         return NONE
-    hit = _first_of(text, [read_number])
+    hit = _first_of(text, [reader])
     return Extraction(hit[0], hit[1], hit[2]) if hit else _last_number(text)
+
+
+def extract_number(text: object) -> Extraction:
+    return _indicated_or_last_number(text, read_number)
 
 
 def extract_math(text: object) -> Extraction:
-    if not isinstance(text, str) or not text.strip():
-        return NONE
-    hit = _first_of(text, [read_math])
-    return Extraction(hit[0], hit[1], hit[2]) if hit else _last_number(text)
+    return _indicated_or_last_number(text, read_math)
 
 
 def extract_quantity(text: object) -> Extraction:
-    if not isinstance(text, str) or not text.strip():
-        return NONE
-    hit = _first_of(text, [read_quantity])
-    return Extraction(hit[0], hit[1], hit[2]) if hit else _last_number(text)
+    return _indicated_or_last_number(text, read_quantity)
 
 
 def extract_free_text(text: object) -> Extraction:

@@ -15,16 +15,6 @@ if str(HERE) not in sys.path:
 from decontam_fakes import FakeContext, MiniLMEmbedder, SmolLM2Judge  # noqa: E402
 from megascience_build.engine.prompts import load_prompt  # noqa: E402
 
-REPO = HERE.parents[1]
-
-
-@pytest.fixture(scope="session")
-def shared_benchmarks() -> Path:
-    folder = Path(os.environ.get("MEGASCIENCE_SHARED_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))
-    if not (folder / "gsm8k.jsonl").is_file():
-        pytest.fail(f"benchmark files not found in {folder}; set MEGASCIENCE_SHARED_BENCHMARKS")
-    return folder
-
 
 @pytest.fixture
 def judge_prompt():
