@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from decontam_fakes import FakeContext, MiniLMEmbedder
-    from megascience_build.decontam_eval import (SHARED_BENCHMARK_FILES, KINDS, PlantedPairJudge, plant,
+    from megascience_build.contamination.planted import (SHARED_BENCHMARK_FILES, KINDS, PlantedPairJudge, plant,
                                                  planted_table, score, write_shared_registry_yaml)
     from megascience_build.engine.prompts import load_prompt
     from megascience_build.stages.decontaminate import Decontaminate
@@ -88,8 +88,8 @@ def main() -> None:
     res = score(rows, dropped)
     print(_row("exact + 13-gram only", "-", res, 0, len(rows), time.perf_counter() - t0))
 
-    from megascience_build.decontam_eval import boilerplate_rows, frequent_runs
-    from megascience_build.decontam_match import NgramIndex
+    from megascience_build.contamination.planted import boilerplate_rows, frequent_runs
+    from megascience_build.contamination.matching import NgramIndex
     runs = frequent_runs(index.questions)
     noise = boilerplate_rows(runs)
     before = NgramIndex([q.text for q in index.questions], exact_aliases=[q.stem for q in index.questions],
@@ -122,7 +122,7 @@ def main() -> None:
     print("| kind | source top-1 | source in top-5 | cosine min | cosine median | nearest cosine median | max |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     import numpy as np
-    from megascience_build.decontam_match import top_k
+    from megascience_build.contamination.matching import top_k
     pos, sims = top_k(embedder.encode([r.question for r in rows]), index.embeddings(embedder, cache_dir=args.cache or None), 5)
     where = {q.id: i for i, q in enumerate(index.questions)}
     for kind in (*KINDS, "unrelated"):

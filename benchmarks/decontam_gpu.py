@@ -89,8 +89,8 @@ def main() -> None:
 
     import torch
     _import_stage_module_alone()
-    from megascience_build.decontam_eval import PlantedPairJudge, plant, planted_table
-    from megascience_build.decontam_match import top_k
+    from megascience_build.contamination.planted import PlantedPairJudge, plant, planted_table
+    from megascience_build.contamination.matching import top_k
     from megascience_build.engine.prompts import load_prompt
     from megascience_build.backends.base import SamplingParams
     from megascience_build.stages import decontaminate as dc

@@ -1,6 +1,6 @@
 """The decontamination judge, measured: precision and recall of a real model on labelled pairs.
 
-Pairs (decontam_eval.labelled_pairs) from the public benchmark files in ../shared/benchmarks plus the
+Pairs (contamination/planted.py labelled_pairs) from the public benchmark files in ../shared/benchmarks plus the
 team's hand-written paraphrases: positives (copy, light edit, reordering, paraphrase: the judge should say
 YES) and hard negatives (the nearest other question of the same benchmark by MiniLM cosine: same topic,
 different problem; two questions sharing a stock 13-word run: same phrasing, different problem), and apart,
@@ -60,7 +60,7 @@ def main() -> None:
 
     from megascience_build.backends import make_backend
     from megascience_build.backends.base import GenerationRequest, SamplingParams
-    from megascience_build.decontam_eval import NEGATIVE, PAIR_CLASSES, POSITIVE, LabelledPair
+    from megascience_build.contamination.planted import NEGATIVE, PAIR_CLASSES, POSITIVE, LabelledPair
     from megascience_build.engine.prompts import load_prompt
     from megascience_build.parsers import parse_decision
 
@@ -148,7 +148,7 @@ def build_pairs(args):
     import tempfile
 
     from decontam_fakes import MiniLMEmbedder
-    from megascience_build.decontam_eval import SHARED_BENCHMARK_FILES, labelled_pairs, write_shared_registry_yaml
+    from megascience_build.contamination.planted import SHARED_BENCHMARK_FILES, labelled_pairs, write_shared_registry_yaml
     from megascience_build.stages.decontaminate import Decontaminate
 
     registry = str(write_shared_registry_yaml(args.shared, list(SHARED_BENCHMARK_FILES),

@@ -7,7 +7,7 @@
    64 words; 12% edited copies, 7% exact copies with surface changes) is written to a parquet cache.
 2. Each measurement runs in a fresh subprocess that reads the corpus, so peak RSS (ru_maxrss) and CPU time
    (getrusage, all threads; less noisy than wall time on a shared machine) are its own:
-   - ours: megascience_build.minhash.deduplicate, paper defaults (threshold 0.6, 128 permutations, 23x5
+   - ours: megascience_build.near_duplicates.minhash.deduplicate, paper defaults (threshold 0.6, 128 permutations, 23x5
      bands, exact verification), all rows;
    - stage: the dedup_questions stage on an id/provenance/question/subject table (adds provenance JSON);
    - datasketch: MinHash(num_perm=128).update_batch over the same word 3-gram shingles, MinHashLSH with the
@@ -58,7 +58,7 @@ def _read(path: str, rows: int | None):
 
 
 def worker_ours(path: str, rows: int | None, threads: int) -> dict:
-    from megascience_build import minhash
+    from megascience_build.near_duplicates import minhash
     table = _read(path, rows)
     rss_before = _peak_rss_gib()
     wall0, cpu0 = _usage()
@@ -72,7 +72,7 @@ def worker_ours(path: str, rows: int | None, threads: int) -> dict:
 
 def worker_stage(path: str, rows: int | None, threads: int) -> dict:
     from megascience_build.engine import records
-    from megascience_build.stages.dedup import DedupQuestions
+    from megascience_build.stages.dedup_questions import DedupQuestions
     import pyarrow as pa
     table = _read(path, rows)
     provenance = [records.new_provenance({"kind": "book", "book_id": f"book{i % 5000}", "chunk_id": f"c{i % 90000}"})
@@ -93,7 +93,7 @@ def worker_stage(path: str, rows: int | None, threads: int) -> dict:
 
 def worker_datasketch(path: str, rows: int | None, bands: int, rows_per_band: int) -> dict:
     from datasketch import MinHash, MinHashLSH
-    from megascience_build import minhash
+    from megascience_build.near_duplicates import minhash
     texts = _read(path, rows).column("question").to_pylist()
     wall0, cpu0 = _usage()
     tokens = minhash.tokenize(texts)
@@ -122,7 +122,7 @@ def worker_datasketch(path: str, rows: int | None, bands: int, rows_per_band: in
 
 
 def worker_authors(path: str, rows: int | None, threads: int) -> dict:
-    from megascience_build import minhash
+    from megascience_build.near_duplicates import minhash
     table = _read(path, rows)
     wall0, cpu0 = _usage()
     result = minhash.deduplicate(table.column("question"), minhash.authors_config(), ids=table.column("id"),
@@ -176,7 +176,7 @@ def machine() -> str:
 
 def labelled(seed: int) -> None:
     from dedup_synthetic import datasketch_predict, labelled_pairs, ours_predict, precision_recall
-    from megascience_build import minhash
+    from megascience_build.near_duplicates import minhash
     pairs = labelled_pairs(seed=seed)
     print(f"\nlabelled pairs: {len(pairs.first):,} ({int(pairs.duplicate.sum()):,} duplicates at Jaccard >= 0.6; "
           f"kinds: {', '.join(f'{k} {int((pairs.kind == k).sum())}' for k in ('edit', 'stem', 'topic'))})")
@@ -215,7 +215,7 @@ def main() -> None:
         print(json.dumps(WORKERS[args.worker](*json.loads(args.worker_args))))
         return
 
-    from megascience_build import minhash
+    from megascience_build.near_duplicates import minhash
     config = minhash.paper_config()
     print(f"machine: {machine()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; command: {' '.join(sys.argv)}")

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builders"))
-from megascience_build import selection as sel  # noqa: E402
+from megascience_build.selection import subsets as sel  # noqa: E402
 
 POOLS = {"natural_reasoning_dc": 1_079_000, "nemotron_science_dc": 447_400, "textbook": 651_840}
 NO_REFERENCE = {"natural_reasoning_dc": 0.1829, "nemotron_science_dc": 0.0, "textbook": 0.0}

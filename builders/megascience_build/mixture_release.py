@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import selection as sel
+from .selection import subsets as sel
 from .engine import records
 from .stages.mixture import SUBSET_COLUMNS, source_of, verified_subset_records
-from .sources import SOURCES, source_spec
+from .upstream.adapters import SOURCES, source_spec
 
 SUBSET_RULES = ("difficulty", "length", "random")
 

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from megascience_build import benchmarks_registry as br
+from megascience_build.contamination import registry as br
 from megascience_build.engine.records import content_id
 
 from .extract import MC, QUESTION_TYPES, TF

@@ -89,7 +89,7 @@ def data_sources(specs: Sequence[EvalSpec]) -> dict[str, dict[str, Any]]:
     of a package source), so a score names the exact benchmark revision."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from megascience_build import benchmarks_registry as br
+    from megascience_build.contamination import registry as br
     out = {}
     for spec in specs:
         entry = br.resolved_sources([spec.source])[0]

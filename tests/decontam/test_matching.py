@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from megascience_build.decontam_match import NgramIndex, normalize, top_k
+from megascience_build.contamination.matching import NgramIndex, normalize, top_k
 
 BENCH = [
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins with four.",
@@ -77,7 +77,7 @@ def test_top_k_torch_path_agrees_with_numpy():
     b = rng.normal(size=(57, 16)).astype(np.float32)
     ref_pos, ref_sims = top_k(q, b, 5)
     # the torch code path on the CPU device (the same code runs on "cuda")
-    from megascience_build.decontam_match import _top_k_torch
+    from megascience_build.contamination.matching import _top_k_torch
     pos, sims = _top_k_torch(q, b, 5, block=4, device="cpu", positions=np.zeros((23, 5), np.int64),
                              sims=np.zeros((23, 5), np.float32))
     assert (pos == ref_pos).all() and np.allclose(sims, ref_sims, atol=1e-5)

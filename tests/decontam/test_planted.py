@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from megascience_build.decontam_eval import (PlantedPairJudge, edit_lightly, plant, planted_table, reorder, score,
+from megascience_build.contamination.planted import (PlantedPairJudge, edit_lightly, plant, planted_table, reorder, score,
                                              write_shared_registry_yaml)
 from megascience_build.stages.decontaminate import Decontaminate
 
@@ -102,7 +102,7 @@ def test_smollm2_judge_structure(planted, minilm, smollm2, make_ctx):
 
 def test_labelled_judge_pairs_cover_every_class_with_the_intended_relation(planted):
     from decontam_fakes import BagOfWordsEmbedder
-    from megascience_build.decontam_eval import PAIR_CLASSES, change_a_number, labelled_pairs
+    from megascience_build.contamination.planted import PAIR_CLASSES, change_a_number, labelled_pairs
     registry, _ = planted
     questions = Decontaminate({"registry": registry, "benchmarks": "shared"}).index().questions
     vectors = BagOfWordsEmbedder().encode([q.text for q in questions])

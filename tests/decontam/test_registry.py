@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from megascience_build.benchmarks_registry import (
+from megascience_build.contamination.registry import (
     BenchmarkError, FieldPathError, load_benchmarks, load_questions, load_registry, parse_field_path,
     resolve_field, spec_from_dict)
 
@@ -229,7 +229,7 @@ def test_hub_source_at_pinned_revision(tmp_path):
 
 
 def test_shared_benchmark_files_load(shared_benchmarks):
-    from megascience_build.decontam_eval import SHARED_BENCHMARK_FILES, write_shared_registry_yaml
+    from megascience_build.contamination.planted import SHARED_BENCHMARK_FILES, write_shared_registry_yaml
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         reg = load_registry(write_shared_registry_yaml(shared_benchmarks, list(SHARED_BENCHMARK_FILES),

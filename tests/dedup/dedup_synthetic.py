@@ -7,7 +7,7 @@
   deletions, substitutions, number changes) and a fraction are exact copies with surface changes (case,
   spacing, punctuation) that normalise to the same words.
 * `labelled_pairs`: pairs of questions labelled duplicate when the exact Jaccard similarity of their word
-  3-gram sets (the shingles of `megascience_build.minhash.tokenize`) is at least the threshold: edited copies
+  3-gram sets (the shingles of `megascience_build.near_duplicates.minhash.tokenize`) is at least the threshold: edited copies
   with edit rates from none to heavy, pairs sharing a long stem with different endings, and pairs of distinct
   questions on the same topic.
 * `ours_predict` / `datasketch_predict` / `precision_recall`: the comparison with datasketch's MinHashLSH.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from megascience_build import minhash
+from megascience_build.near_duplicates import minhash
 
 FUNCTION_WORDS = (
     "the of a to and in is that for be what with as by on this are an which if from at its it how when "

@@ -1,10 +1,10 @@
-"""Clustering behaviour of megascience_build.minhash.deduplicate (paper mode) and its building blocks."""
+"""Clustering behaviour of megascience_build.near_duplicates.minhash.deduplicate (paper mode) and its building blocks."""
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from dedup_synthetic import QuestionGenerator, benchmark_corpus, jaccard, shingle_sets
-from megascience_build import minhash
+from megascience_build.near_duplicates import minhash
 
 
 def _clusters(result, ids):

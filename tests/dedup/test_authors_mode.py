@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from megascience_build import minhash
+from megascience_build.near_duplicates import minhash
 
 MERSENNE_61 = (1 << 61) - 1
 

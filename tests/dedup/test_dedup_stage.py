@@ -8,7 +8,7 @@ import pytest
 from conftest import question_table
 from megascience_build.engine import records
 from megascience_build.engine.stage import StageError, stage_class
-from megascience_build.stages.dedup import DedupQuestions
+from megascience_build.stages.dedup_questions import DedupQuestions
 
 PHOTON = "What is the energy of a photon with a wavelength of 500 nm, in electronvolts?"
 ENZYME = "Explain how a competitive inhibitor changes the apparent Km and the Vmax of an enzyme."

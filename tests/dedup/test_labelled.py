@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dedup_synthetic import datasketch_predict, ours_predict, precision_recall
-from megascience_build import minhash
+from megascience_build.near_duplicates import minhash
 
 
 def f1(p, r):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from datasketch.lsh import _optimal_param
 
-from megascience_build import minhash
+from megascience_build.near_duplicates import minhash
 
 
 def test_known_values():

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from megascience_build import minhash
+from megascience_build.near_duplicates import minhash
 
 
 def test_normalisation_lowercases_strips_punctuation_and_collapses_whitespace():

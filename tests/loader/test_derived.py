@@ -156,7 +156,7 @@ def test_row_id_is_the_build_content_id():
     assert derive.row_id(*row) == records.content_id(*(hashlib.sha256(v.encode()).hexdigest() for v in row))
     assert derive.row_id("Q", None, "s", "r") == records.content_id(
         hashlib.sha256(b"Q").hexdigest(), None, hashlib.sha256(b"s").hexdigest(), hashlib.sha256(b"r").hexdigest())
-    sel = pytest.importorskip("megascience_build.selection")
+    sel = pytest.importorskip("megascience_build.selection.subsets")
     ids = [derive.row_id(str(i), "a", "s", "r") for i in range(50)]
     assert (derive.uniform_u01(7, ids) == sel.uniform_u01(7, ids)).all()
     import pyarrow as pa
@@ -193,7 +193,7 @@ SIGNALS = """
 import numpy as np, pyarrow as pa
 from megascience_datasets import derive
 from megascience_datasets.repo_folder import write_repo_folder
-from megascience_build import selection as sel
+from megascience_build.selection import subsets as sel
 parent = msd.load_dataset("textbook", revision="fx1", split="train", progress=False)
 ids = [derive.row_id(r["question"], r["answer"], r["subject"], r["reference_answer"]) for r in parent]
 k = np.arange(len(ids))
@@ -226,7 +226,7 @@ print(json.dumps(out))
 
 
 def test_signals_only_release_gives_every_table3_subset_and_the_hardest(client, hub):
-    pytest.importorskip("megascience_build.selection")
+    pytest.importorskip("megascience_build.selection.subsets")
     out = client(SIGNALS)
     n = out["records"]["textbook_difficulty"][0]
     assert 0 < n < 300

@@ -11,11 +11,11 @@ from mixture_fixtures import (NEMOTRON_SCHEMA, NR_SCHEMA, FakeCtx, ScriptedGen, 
 from megascience_build.backends.base import GenerationResult
 from megascience_build.engine import records
 from megascience_build.engine.stage import StageError
-from megascience_build.stages.annotate import AnnotateSolution
-from megascience_build import selection as sel
+from megascience_build.stages.annotate_solution import AnnotateSolution
+from megascience_build.selection import subsets as sel
 from megascience_build.stages.mixture import KeepSubset, Mixture, SelectSubsets, verified_subset_records
 from megascience_build.stages.signals import Difficulty, RandomSignal, ResponseLength
-from megascience_build.stages.sources import AdaptSource
+from megascience_build.stages.adapt_source import AdaptSource
 
 K = 4
 PROMPTS = {"policy": "difficulty_policy.txt", "grader": "grade_response.txt", "response": "reference_response.txt",

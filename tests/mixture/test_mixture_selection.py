@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
-from megascience_build import selection as sel
+from megascience_build.selection import subsets as sel
 
 
 def signal_pool(difficulty, length, excluded=None, ids=None, seed=0):

@@ -6,7 +6,7 @@ import pytest
 from mixture_fixtures import FakeCtx, ScriptedGen, user_text
 from megascience_build.backends.base import GenerationResult
 from megascience_build.engine import records
-from megascience_build.selection import uniform_u01
+from megascience_build.selection.subsets import uniform_u01
 from megascience_build.stages.signals import Difficulty, RandomSignal, ResponseLength, parse_grade
 
 PROMPTS = {"policy": "difficulty_policy.txt", "grader": "grade_response.txt", "response": "reference_response.txt"}

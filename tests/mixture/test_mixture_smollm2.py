@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from mixture_fixtures import FakeCtx
-from megascience_build import selection as sel
+from megascience_build.selection import subsets as sel
 from megascience_build.backends.base import SamplingParams
 from megascience_build.engine import records
 from megascience_build.stages.mixture import SelectSubsets, verified_subset_records

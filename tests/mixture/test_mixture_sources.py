@@ -7,8 +7,8 @@ import pytest
 from mixture_fixtures import NEMOTRON_SCHEMA, NR_SCHEMA, SCP_SCHEMA, nemotron_rows, nr_rows, upstream_batch
 from megascience_build.engine import records
 from megascience_build.engine.stage import StageError
-from megascience_build.sources import split_think
-from megascience_build.stages.sources import OUTPUT_COLUMNS, AdaptSource
+from megascience_build.upstream.adapters import split_think
+from megascience_build.stages.adapt_source import OUTPUT_COLUMNS, AdaptSource
 
 
 def run(source, batch, **params):
@@ -111,7 +111,7 @@ def test_provenance_records_the_adapter_step(tmp_path):
 
 
 def test_jsonl_upstream_files_convert_to_parquet_that_the_adapter_reads(tmp_path):
-    from megascience_build.sources import to_parquet
+    from megascience_build.upstream.fetch import to_parquet
 
     src = tmp_path / "full.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in nr_rows(5)) + "\n")

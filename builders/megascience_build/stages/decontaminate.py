@@ -3,7 +3,7 @@
 Three steps per row, cheapest first:
 1. exact: the normalised question equals a benchmark question            -> drop "contaminated_exact"
 2. n-gram: it shares a 13-word window with a benchmark question          -> drop "contaminated_ngram"
-   (shorter benchmark questions of >= 8 words count as one whole window; see decontam_match)
+   (shorter benchmark questions of >= 8 words count as one whole window; see contamination/matching.py)
 3. judge: embed it, take the top_k (5) most similar benchmark questions (cosine over the pooled index of
    all selected benchmarks), and ask the LLM whether each pair is the same question (prompt slot
    "judge"). Any YES                                                        -> drop "contaminated_judge"
@@ -51,9 +51,9 @@ import pyarrow as pa
 
 from ..backends.base import GenerationRequest
 from ..backends.identity import ModelIdentity, canonical_json, identity_of, sha256_text
-from ..benchmarks_registry import (BenchmarkError, BenchmarkQuestion, fingerprint, load_benchmarks,
+from ..contamination.registry import (BenchmarkError, BenchmarkQuestion, fingerprint, load_benchmarks,
                                    load_registry, resolved_sources)
-from ..decontam_match import NgramIndex, top_k
+from ..contamination.matching import NgramIndex, top_k
 from ..engine import records
 from ..engine.records import ID, PROVENANCE
 from ..engine.stage import Stage, StageError, StageOutput, register

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import selection as sel
+from ..selection import subsets as sel
 from ..engine import records
 from ..engine.stage import Stage, StageError, StageOutput, register
-from ..sources import SOURCE_TEXTBOOK, SOURCES
+from ..upstream.adapters import SOURCE_TEXTBOOK, SOURCES
 
 SUBSET_COLUMNS = {"difficulty": "selected_difficulty", "length": "selected_length", "random": "selected_random",
                   "difficulty_distill": "selected_difficulty_distill"}

@@ -24,7 +24,7 @@ import pyarrow as pa
 from ..backends.base import GenerationRequest, SamplingParams
 from ..engine import records
 from ..engine.stage import Stage, StageError, StageOutput, register
-from ..selection import uniform_u01
+from ..selection.subsets import uniform_u01
 
 # --------------------------------------------------------------------------------------------- parsing
 _SCORE = re.compile(r"score\s*\**\s*[:：]\s*\**\s*(\d{1,2}(?:\.\d+)?)", re.I)

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from ..engine import records
 from ..engine.stage import Stage, StageError, StageOutput, register
-from ..sources import SCP116K, SOURCES, is_commit_sha, source_spec
+from ..upstream.adapters import SCP116K, SOURCES, is_commit_sha, source_spec
 
 OUTPUT_COLUMNS = (records.ID, records.PROVENANCE, "question", "answer", "subject", "reference_answer", "source")
 

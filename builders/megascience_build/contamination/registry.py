@@ -37,10 +37,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import yaml
 
-from .backends.identity import file_sha256
-from .engine.records import content_id
+from ..backends.identity import file_sha256
+from ..engine.records import content_id
 
-DEFAULT_REGISTRY = Path(__file__).resolve().parent / "pipelines" / "benchmarks.yaml"
+DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "pipelines" / "benchmarks.yaml"
 FORMATS = ("json", "jsonl", "csv", "parquet", "arrow")
 _SUFFIX_FORMAT = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
                   ".parquet": "parquet", ".arrow": "arrow"}

@@ -1,6 +1,6 @@
 """dedup_questions (global): near-duplicate questions removed with MinHash LSH on word 3-grams.
 
-The algorithm, its normalisation and both modes are described in `megascience_build.minhash`:
+The algorithm, its normalisation and both modes are described in `megascience_build.near_duplicates.minhash`:
 
     mode: paper     (default) Jaccard threshold 0.6, bands and rows derived from it, candidates verified by
                     exact Jaccard (`verify: exact`), 128 permutations.
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import minhash
+from ..near_duplicates import minhash
 from ..engine import records
 from ..engine.stage import Stage, StageError, StageOutput, register
 

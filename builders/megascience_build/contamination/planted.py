@@ -17,10 +17,10 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from .backends.base import GenerationResult
-from .benchmarks_registry import BenchmarkQuestion
-from .decontam_match import normalize
-from .engine import records
+from ..backends.base import GenerationResult
+from .registry import BenchmarkQuestion
+from .matching import normalize
+from ..engine import records
 
 # The question files in ../shared/benchmarks (as published with the paper's pipeline) and their question field.
 SHARED_BENCHMARK_FILES = {
