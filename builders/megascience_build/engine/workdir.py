@@ -24,8 +24,15 @@ from typing import Any
 from .storage import sha256_bytes
 
 
+PART_GLOB = "part-*.parquet"
+
+
 class WorkDirLocked(RuntimeError):
     pass
+
+
+class WorkDirError(ValueError):
+    """A work directory's record is missing or unreadable; the message names the file."""
 
 
 class WorkDir:
@@ -38,8 +45,46 @@ class WorkDir:
     def input_dir(self) -> Path:
         return self.root / "input"
 
+    @property
+    def plan_path(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @staticmethod
+    def stage_dirname(index: int, label: str) -> str:
+        """The folder name of stage #index (0-based position in the pipeline) labelled `label`."""
+        return f"{index:02d}_{label}"
+
     def stage_dir(self, dirname: str) -> Path:
         return self.root / "stages" / dirname
+
+    def stage_path(self, index: int, label: str) -> Path:
+        return self.stage_dir(self.stage_dirname(index, label))
+
+    def stage_parts(self, index: int, label: str) -> list[Path]:
+        """The parquet shards of one stage's output, in shard order (empty if the stage has not run)."""
+        return sorted(self.stage_path(index, label).glob(PART_GLOB))
+
+    def input_parts(self) -> list[Path]:
+        return sorted(self.input_dir.glob(PART_GLOB))
+
+    def read_json(self, path: Path, what: str) -> dict[str, Any]:
+        """A JSON record of this directory (plan, manifest, sidecar); the error names the file and what it is."""
+        try:
+            return json.loads(path.read_text())
+        except OSError:
+            raise WorkDirError(f"{path}: missing ({what}); has a run finished in the work directory {self.root}?") from None
+        except json.JSONDecodeError as e:
+            raise WorkDirError(f"{path}: not valid JSON ({e})") from None
+
+    def read_manifest(self) -> dict[str, Any]:
+        return self.read_json(self.manifest_path, "the run's manifest")
+
+    def read_plan(self) -> dict[str, Any]:
+        return self.read_json(self.plan_path, "the run's plan")
 
     @property
     def output_dir(self) -> Path:
