@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from dedup_synthetic import QuestionGenerator, benchmark_corpus, jaccard, shingle_sets
-from megascience_build.near_duplicates import minhash
+from megascience_build.near_duplicates import candidates, minhash, shingles, signatures
 
 
 def _clusters(result, ids):
@@ -56,7 +56,7 @@ def test_chunking_and_threads_do_not_change_the_result(corpus, monkeypatch):
     texts, ids = corpus
     base = minhash.deduplicate(texts, minhash.paper_config(), ids=ids, threads=2)
     monkeypatch.setattr(minhash, "ROWS_PER_CHUNK", 257)
-    monkeypatch.setattr(minhash, "SHINGLES_PER_BLOCK", 1000)
+    monkeypatch.setattr(signatures, "SHINGLES_PER_BLOCK", 1000)
     other = minhash.deduplicate(texts, minhash.paper_config(), ids=ids, threads=1)
     assert other.representative.tolist() == base.representative.tolist()
 
@@ -96,7 +96,7 @@ def test_a_bucket_larger_than_the_all_pairs_limit(monkeypatch):
     """One long shared stem with a varying last number: every text collides with every other."""
     stem = " ".join(f"word{i}" for i in range(60))
     texts = [f"{stem} value {n}" for n in range(150)] + ["a b c d e f"] * 2
-    monkeypatch.setattr(minhash, "ALL_PAIRS_LIMIT", 16)
+    monkeypatch.setattr(candidates, "ALL_PAIRS_LIMIT", 16)
     result = minhash.deduplicate(texts, minhash.paper_config())
     assert result.stats["large_buckets"] > 0
     assert set(result.representative[:150].tolist()) == {0}
@@ -143,13 +143,13 @@ def test_union_find_matches_a_plain_implementation():
 
 def test_exact_jaccard_matches_python_sets(pairs):
     texts = pairs.first[:300] + pairs.second[:300]
-    feats = minhash._paper_features(pa.array(texts), 3)
-    exact = minhash._ExactJaccard(feats.shingles, feats.n_shingles, np.arange(len(texts)))
+    feats = shingles._paper_features(pa.array(texts), 3)
+    exact = candidates._ExactJaccard(feats.shingles, feats.n_shingles, np.arange(len(texts)))
     got = exact(np.arange(300), np.arange(300, 600))
     assert np.allclose(got, pairs.similarity[:300])
     # repeated shingles count once: {abc, bca, cab} against {abc}
-    feats = minhash._paper_features(pa.array(["a b c a b c a b c", "a b c", "x y"]), 3)
-    exact = minhash._ExactJaccard(feats.shingles, feats.n_shingles, np.arange(3))
+    feats = shingles._paper_features(pa.array(["a b c a b c a b c", "a b c", "x y"]), 3)
+    exact = candidates._ExactJaccard(feats.shingles, feats.n_shingles, np.arange(3))
     assert exact(np.array([0, 0, 1]), np.array([1, 0, 2])).tolist() == [1 / 3, 1.0, 0.0]
 
 
@@ -158,7 +158,7 @@ def test_band_collisions_happen_at_the_minhash_rate(pairs):
     n = 1500
     texts = pairs.first[:n] + pairs.second[:n]
     config = minhash.paper_config(num_perm=640, bands=128, rows=5, verify="estimate")
-    sig = minhash._Signer(config).sign(minhash._paper_features(pa.array(texts), 3))
+    sig = signatures._Signer(config).sign(shingles._paper_features(pa.array(texts), 3))
     equal = sig[:, :n] == sig[:, n:]
     j = pairs.similarity[:n]
     assert equal.mean() == pytest.approx(j.mean(), abs=0.004)
@@ -171,7 +171,7 @@ def test_band_groups_survive_keys_that_share_their_high_bits(monkeypatch):
     still form separate, complete groups."""
     sig = np.array([[5, 7, 5, 7, 9, 5]], dtype=np.uint32)           # one band of one row
     # a weak "mix" that keeps values 5, 7, 9 apart only in the low 3 bits (the packed column bits for 6 texts)
-    monkeypatch.setattr(minhash, "_fmix64", lambda h: (np.uint64(1) << np.uint64(40)) | (h & np.uint64(6)))
-    members, starts = minhash._band_groups(sig, np.arange(6), 0, 1)
+    monkeypatch.setattr(candidates, "_fmix64", lambda h: (np.uint64(1) << np.uint64(40)) | (h & np.uint64(6)))
+    members, starts = candidates._band_groups(sig, np.arange(6), 0, 1)
     groups = [members[a:b].tolist() for a, b in zip(starts, [*starts[1:], len(members)])]
     assert sorted(groups) == [[0, 2, 5], [1, 3]]

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from megascience_build.near_duplicates import minhash
+from megascience_build.near_duplicates import minhash, shingles, signatures
 
 MERSENNE_61 = (1 << 61) - 1
 
@@ -27,7 +27,7 @@ def test_signatures_match_the_authors_formula():
              "Calculate the pH of a 0.1 M acetic acid solution (Ka = 1.8e-5).",
              "Explain, step by step, why ΔG < 0 for a spontaneous process at constant T and P."]
     config = minhash.authors_config()
-    sig = minhash._Signer(config).sign(minhash._authors_features(texts, 3))
+    sig = signatures._Signer(config).sign(shingles._authors_features(texts, 3))
     assert sig.shape == (10, 3)
     for i, text in enumerate(texts):
         assert sig[:, i].tolist() == _their_signature(text)
@@ -64,8 +64,8 @@ def test_one_band_collides_at_j_to_the_tenth(pairs):
         del words[int(rng.integers(0, len(words)))]
         second.append(" ".join(words))
     config = minhash.authors_config()
-    feats = minhash._authors_features(first + second, 3)
-    sig = minhash._Signer(config).sign(feats)
+    feats = shingles._authors_features(first + second, 3)
+    sig = signatures._Signer(config).sign(feats)
     sets = [set(s.tolist()) for s in np.split(feats.shingles, np.cumsum(feats.n_shingles)[:-1])]
     n = len(first)
     their_j = np.array([len(sets[i] & sets[n + i]) / len(sets[i] | sets[n + i]) for i in range(n)])

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from megascience_build.near_duplicates import minhash
+from megascience_build.near_duplicates import minhash, shingles
 
 
 def test_normalisation_lowercases_strips_punctuation_and_collapses_whitespace():
@@ -37,7 +37,7 @@ def test_ngrams_follow_text_dedup_for_short_texts():
 
 
 def _features(texts, ngram=3):
-    return minhash._paper_features(pa.array(texts), ngram)
+    return shingles._paper_features(pa.array(texts), ngram)
 
 
 def test_shingle_counts_and_equal_texts_give_equal_shingles():
@@ -60,8 +60,8 @@ def test_word_hashes_depend_on_every_byte_and_not_on_position():
     long_a, long_b = "x" * 23 + "a", "x" * 23 + "b"         # differ only in the 24th byte (third 8-byte chunk)
     words = ["abcdefgh", "abcdefghi", "abcdefgi", long_a, long_b, "ab", "ba", "a", "é", "e\u0301"]
     texts = [" ".join(words), " ".join(reversed(words))]
-    w = minhash._words(pa.array(texts))
-    h = minhash._word_hashes(w)
+    w = shingles._words(pa.array(texts))
+    h = shingles._word_hashes(w)
     first, second = h[:len(words)], h[len(words):][::-1]
     assert first.tolist() == second.tolist()
     assert len(set(first.tolist())) == len(words)
@@ -78,4 +78,4 @@ def test_authors_tokens_and_shingle_hash():
     assert minhash.authors_tokens("What is 2+2?") == re.split(r"\W", "What is 2+2?")
     shingle = ("What", "is", "2")
     expected = int.from_bytes(hashlib.sha1(b"what is 2").digest()[:4], "little")
-    assert minhash._authors_shingle_hash(shingle) == expected
+    assert shingles._authors_shingle_hash(shingle) == expected
