@@ -1,19 +1,15 @@
-"""Fixtures for the decontamination tests: the shared benchmark files, a small fake stage context, a fast
-bag-of-words embedder, the real MiniLM embedder and the real SmolLM2 (each loaded once per session)."""
+"""Fixtures for the decontamination tests: the judge prompt, the engine's real stage context (tests/support)
+with given judge and embedder, the real MiniLM embedder and the real SmolLM2 (each loaded once per session)."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from decontam_fakes import FakeContext, MiniLMEmbedder, SmolLM2Judge  # noqa: E402
-from megascience_build.engine.prompts import load_prompt  # noqa: E402
+from decontam_fakes import MiniLMEmbedder, SmolLM2Judge
+from megascience_build.backends.base import SamplingParams
+from megascience_build.engine.prompts import load_prompt
+from support.stage_context import stage_context
 
 
 @pytest.fixture
@@ -22,8 +18,12 @@ def judge_prompt():
 
 
 @pytest.fixture
-def make_ctx():
-    return FakeContext
+def make_ctx(tmp_path):
+    """make_ctx(judge, embedder, sampling=None, judge_prompt=...) -> the decontaminate stage's context."""
+    def make(judge, embed, sampling: SamplingParams | None = None, judge_prompt: str = "decontam_judge"):
+        return stage_context(models={None: judge}, embedder=embed, prompts={"judge": judge_prompt},
+                             sampling=sampling or SamplingParams(max_tokens=128), tmp_path=tmp_path)
+    return make
 
 
 @pytest.fixture(scope="session")

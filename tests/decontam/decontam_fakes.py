@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from megascience_build.backends.identity import identity_of
-from megascience_build.backends.base import GenerationResult, SamplingParams
-from megascience_build.engine.prompts import load_prompt
+from megascience_build.backends.base import GenerationResult
 
 
 class BagOfWordsEmbedder:
@@ -47,28 +44,6 @@ class ScriptedLLM:
             value = self.reply(r.messages[-1]["content"])
             out.append(value if isinstance(value, GenerationResult) else GenerationResult(value, "stop"))
         return out
-
-
-@dataclass
-class FakeContext:
-    judge: object
-    embed: object
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=128))
-    seed: int = 0
-    judge_prompt: str = "decontam_judge"
-
-    def llm(self, role=None):
-        return self.judge
-
-    def embedder(self, role=None):
-        return self.embed
-
-    def identity(self, role=None):
-        return identity_of(self.embed, "test")
-
-    def prompt(self, slot):
-        assert slot == "judge", slot
-        return load_prompt(self.judge_prompt)
 
 
 class MiniLMEmbedder:

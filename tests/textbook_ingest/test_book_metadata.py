@@ -10,7 +10,7 @@ from megascience_build.stages.book_metadata import ClassifyBooks
 from megascience_build.textbooks.metadata import BookMetadata, normalise_level, normalise_subject, \
     parse_book_metadata
 
-from textbook_ingest_testlib import FIXTURES, FakeCtx, NoModelCtx
+from textbook_ingest_testlib import FIXTURES, classify_ctx, no_model_ctx
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -68,7 +68,7 @@ def books_table(rows):
 
 def test_declared_metadata_skips_the_model():
     table = books_table([("Calculus", "Mathematics", "undergraduate"), ("Phonics", "biology", "primary")])
-    out = ClassifyBooks().process(table, NoModelCtx())
+    out = ClassifyBooks().process(table, no_model_ctx())
     assert out.kept.column("subject").to_pylist() == ["mathematics"]
     assert out.kept.column("level").to_pylist() == ["undergraduate"]
     assert out.dropped == [(1, "below_university_level")]
@@ -81,7 +81,7 @@ def test_model_classifies_and_drops_with_reasons():
     table = books_table([("Quantum Mechanics", None, None), ("My First Animals", None, None),
                          ("Notes", None, None), ("Truncated", None, None), ("Ledger", None, None),
                          ("Geometry", "mathematics", None), ("Poetry", None, None)])
-    ctx = FakeCtx(answers=[("Subject: Physics\nLevel: Graduate", "stop"),
+    ctx, llm = classify_ctx([("Subject: Physics\nLevel: Graduate", "stop"),
                            ("Subject: Biology\nLevel: Primary school", "stop"),
                            ("I cannot tell.", "stop"),
                            ("Subject: Phys", "length"),
@@ -101,23 +101,23 @@ def test_model_classifies_and_drops_with_reasons():
     assert (step["model"], step["revision"], step["prompt_sha256"]) == ("scripted/classifier", "r1", tmpl.sha256)
     assert [p["signals"]["book_metadata_source"] for p in provs] == ["model", "model+declared"]
     # the prompt carries the title and only the first excerpt_chars characters
-    user = ctx.llm().requests[0].messages[-1]["content"]
+    user = llm.requests[0].messages[-1]["content"]
     assert "Title: Quantum Mechanics" in user and "Body text of the book." in user
     assert len(user) < len(tmpl.user) + 2000 + 100
 
 
 def test_use_declared_false_asks_the_model_and_no_fallback():
     table = books_table([("Calculus", "mathematics", "undergraduate")])
-    ctx = FakeCtx(answers=[("nonsense", "stop")])
+    ctx, llm = classify_ctx([("nonsense", "stop")])
     out = ClassifyBooks(params={"use_declared": False, "fallback_to_declared": False}).process(table, ctx)
-    assert out.dropped == [(0, "unparseable_metadata")] and len(ctx.llm().requests) == 1
+    assert out.dropped == [(0, "unparseable_metadata")] and len(llm.requests) == 1
 
 
 def test_min_level_is_checked():
     with pytest.raises(StageError, match="min_level"):
         ClassifyBooks(params={"min_level": "university"})
     table = books_table([("Calculus", "mathematics", "undergraduate")])
-    out = ClassifyBooks(params={"min_level": "graduate"}).process(table, NoModelCtx())
+    out = ClassifyBooks(params={"min_level": "graduate"}).process(table, no_model_ctx())
     assert out.dropped == [(0, "below_university_level")]
 
 
@@ -154,7 +154,7 @@ def test_stage_on_recorded_smollm2_outputs():
                 "Quantitative Clinical Medicine: Pharmacokinetics, Physiology and Diagnostic Reasoning":
                     ("medicine", "graduate")}
     table = books_table([(r["title"], *declared.get(r["title"], (None, None))) for r in records_])
-    ctx = FakeCtx(answers=[(r["output"], r["finish_reason"]) for r in records_])
+    ctx, llm = classify_ctx([(r["output"], r["finish_reason"]) for r in records_])
     out = ClassifyBooks(params={"use_declared": False}).process(table, ctx)
     # the model's readable subject plus the declared level where the model gave none
     assert out.kept.column("subject").to_pylist() == ["chemistry", "medicine"]

@@ -14,7 +14,7 @@ from megascience_build.textbooks.book import assemble_pages
 from megascience_build.textbooks.chunking import ChunkParams, chunk_books, page_of
 from megascience_build.textbooks.tokenizer import load_tokenizer
 
-from textbook_ingest_testlib import NoModelCtx, file_table
+from textbook_ingest_testlib import file_table, no_model_ctx
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def corpus_chunks():
     from textbook_ingest_testlib import CORPUS
     paths = sorted((CORPUS / "books").iterdir())
     books = IngestBooks().process(file_table(paths), None).kept
-    books = ClassifyBooks().process(books, NoModelCtx()).kept
+    books = ClassifyBooks().process(books, no_model_ctx()).kept
     return books, ChunkBooks().process(books, None)
 
 

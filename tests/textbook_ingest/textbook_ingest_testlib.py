@@ -1,23 +1,18 @@
-"""Helpers for the textbook ingest tests: file tables, a tiny fake stage context (prompt loading through
-the real engine.prompts, a scripted LLM), pdf bytes. (A module with a unique name: every test folder
-has its own conftest.py, so `from conftest import` would be ambiguous in a whole-suite run.)"""
+"""Helpers for the textbook ingest tests: file tables, stage contexts (the engine's real one, tests/support,
+with a scripted classifier), pdf bytes."""
 from __future__ import annotations
 
 import io
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
+from megascience_build.backends.base import GenerationResult, SamplingParams
+from megascience_build.engine import records
+from support.stage_context import stage_context
+
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "builders") not in sys.path:
-    sys.path.insert(0, str(ROOT / "builders"))
-
-from megascience_build.backends.base import GenerationResult, SamplingParams  # noqa: E402
-from megascience_build.engine import records  # noqa: E402
-from megascience_build.engine.prompts import load_prompt  # noqa: E402
-
 CORPUS = ROOT / "builders" / "megascience_build" / "corpus"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -47,26 +42,16 @@ class ScriptedLLM:
         return out
 
 
-class FakeCtx:
-    def __init__(self, answers=None, prompts=None):
-        self._llm = ScriptedLLM(list(answers or []))
-        self._prompts = {"classify": "classify_book.txt", **(prompts or {})}
-        self.sampling = SamplingParams(temperature=0.0, max_tokens=32)
-        self.seed = 0
-
-    def llm(self, role=None):
-        return self._llm
-
-    def prompt(self, slot):
-        return load_prompt(self._prompts[slot])
-
-    def embedder(self, role=None):
-        raise AssertionError("these stages use no embedder")
+def classify_ctx(answers) -> tuple:
+    """(context, classifier): book_metadata's context whose model answers in order from `answers`."""
+    llm = ScriptedLLM(list(answers))
+    return stage_context(models={None: llm}, prompts={"classify": "classify_book.txt"},
+                         sampling=SamplingParams(temperature=0.0, max_tokens=32)), llm
 
 
-class NoModelCtx(FakeCtx):
-    def llm(self, role=None):
-        raise AssertionError("the model must not be called")
+def no_model_ctx():
+    """A context with no model: a stage that asks for one fails (StageError naming the stage)."""
+    return stage_context(prompts={"classify": "classify_book.txt"})
 
 
 def pdf_bytes(writer) -> bytes:

@@ -17,12 +17,10 @@ import argparse
 import importlib.metadata as md
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "builders"))
 
 from megascience_build.engine.prompts import load_prompt  # noqa: E402
 

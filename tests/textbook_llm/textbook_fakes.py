@@ -1,4 +1,5 @@
-"""A scripted fake of the engine's stage context for the TextbookReasoning LLM stage tests."""
+"""Stage contexts for the TextbookReasoning LLM stage tests: the engine's real context (tests/support),
+with recording scripted models and the stages' default prompt files."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pyarrow as pa
 
 from megascience_build.backends.base import GenerationRequest, GenerationResult, SamplingParams
 from megascience_build.engine import records
-from megascience_build.engine.prompts import load_prompt
 from megascience_build.stages._textbook_llm import PROMPT_FILES
+from support.stage_context import stage_context
 
 
 def user_text(req: GenerationRequest) -> str:
@@ -19,7 +20,8 @@ def user_text(req: GenerationRequest) -> str:
 
 @dataclass
 class FakeLLM:
-    """Answers each request with reply(request) -> str | GenerationResult; records every request."""
+    """A backend answering each request with reply(request) -> str | GenerationResult; records every request
+    that reaches it (the cache in front of it answers repeated prompts)."""
     reply: Callable[[GenerationRequest], "str | GenerationResult"]
     model_id: str = "fake/judge-model"
     revision: str = "rev-1"
@@ -34,21 +36,10 @@ class FakeLLM:
         return out
 
 
-class FakeCtx:
-    """The slice of the engine's StageContext these stages use: llm(role), prompt(slot), sampling, seed."""
-
-    def __init__(self, stage, llms: dict, sampling: SamplingParams | None = None, seed: int = 0):
-        self.stage = stage
-        self.llms = llms                       # role -> FakeLLM; None is the stage's own role
-        self.sampling = sampling or SamplingParams(max_tokens=200)
-        self.seed = seed
-
-    def llm(self, role=None):
-        return self.llms[role]
-
-    def prompt(self, slot):
-        files = {**PROMPT_FILES.get(self.stage.name, {}), **self.stage.prompts}
-        return load_prompt(files[slot])
+def FakeCtx(stage, llms: dict, sampling: SamplingParams | None = None, seed: int = 0):  # noqa: N802 (the tests' name)
+    """The engine's StageContext for `stage`: llms maps role -> FakeLLM (None: the stage's own role)."""
+    return stage_context(stage, models=llms, sampling=sampling or SamplingParams(max_tokens=200), seed=seed,
+                         prompts={**PROMPT_FILES.get(stage.name, {}), **stage.prompts})
 
 
 def provenance(**origin) -> str:
