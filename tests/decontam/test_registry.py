@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from megascience_build.contamination.registry import (
-    BenchmarkError, FieldPathError, load_benchmarks, load_questions, load_registry, parse_field_path,
-    resolve_field, spec_from_dict)
+from megascience_build.contamination.benchmark_reader import (
+    BenchmarkError, FieldPathError, load_benchmarks, load_questions, parse_field_path, resolve_field)
+from megascience_build.contamination.registry import load_registry, spec_from_dict
 
 ROWS = [
     {"id": 1, "question": {"stem": "What is the pH of pure water at 25 C?", "tags": ["chem"]},
