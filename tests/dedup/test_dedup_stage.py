@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import question_table
+from dedup_lib import question_table
 from megascience_build.engine import records
 from megascience_build.engine.stage import StageError, stage_class
 from megascience_build.stages.dedup_questions import DedupQuestions

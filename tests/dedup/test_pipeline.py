@@ -2,7 +2,7 @@
 import pyarrow.parquet as pq
 import yaml
 
-from conftest import question_table
+from dedup_lib import question_table
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
 

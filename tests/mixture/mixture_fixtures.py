@@ -1,4 +1,5 @@
-"""Helpers for the mixture tests: a tiny stage context, a scripted generator, upstream-schema parquet files."""
+"""Helpers for the mixture tests: stage contexts (the engine's real one), a scripted generator, upstream-schema
+parquet files."""
 from __future__ import annotations
 
 import re
@@ -10,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megascience_build.backends.base import GenerationRequest, GenerationResult, SamplingParams
-from megascience_build.engine.prompts import load_prompt
+from support.stage_context import stage_context
 
 
-# ------------------------------------------------------------------------------------------ fake context
+# ------------------------------------------------------------------------------------------ stage context
 @dataclass
 class ScriptedGen:
     """A generator whose answer is a function of the request; it records every request."""
@@ -31,19 +32,11 @@ class ScriptedGen:
         return out
 
 
-@dataclass
-class FakeCtx:
-    gens: dict
-    prompts: dict
-    sampling: SamplingParams = SamplingParams(temperature=0.7, max_tokens=512, seed=0)
-    seed: int = 0
-    default_role: str | None = None
-
-    def llm(self, role=None):
-        return self.gens[role or self.default_role]
-
-    def prompt(self, slot):
-        return load_prompt(self.prompts[slot])
+def stage_ctx(models: dict, prompts: dict, sampling: SamplingParams = SamplingParams(temperature=0.7, max_tokens=512),
+              seed: int = 0, default_role: str | None = None):
+    """The engine's StageContext (tests/support) with `models` (role -> generator) and prompt files by slot;
+    ctx.llm() is `default_role`'s model."""
+    return stage_context(models=models, prompts=prompts, sampling=sampling, seed=seed, llm_role=default_role)
 
 
 def user_text(request: GenerationRequest) -> str:

@@ -5,9 +5,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from mixture_fixtures import (NEMOTRON_SCHEMA, NR_SCHEMA, FakeCtx, ScriptedGen, expected_difficulty_n, index_of,
+from mixture_fixtures import (NEMOTRON_SCHEMA, NR_SCHEMA, ScriptedGen, expected_difficulty_n, index_of,
                               nemotron_rows, nr_rows, respond_annotator, respond_grader, respond_policy,
-                              respond_reference, upstream_batch, user_text)
+                              respond_reference, stage_ctx, upstream_batch, user_text)
 from megascience_build.backends.base import GenerationResult
 from megascience_build.engine import records
 from megascience_build.engine.stage import StageError
@@ -28,7 +28,7 @@ def scripted_models():
 
 
 def signals(table, models, seed=0):
-    ctx = FakeCtx(models, PROMPTS, seed=seed, default_role="reference")
+    ctx = stage_ctx(models, PROMPTS, seed=seed, default_role="reference")
     table = ResponseLength({"tokenizer": None}).process(table, ctx).kept
     table = Difficulty({"samples": K}).process(table, ctx).kept
     return RandomSignal().process(table, ctx).kept
@@ -39,7 +39,7 @@ def test_selection_protocol_end_to_end(tmp_path):
     nr = AdaptSource({"source": "natural_reasoning"}).process(
         upstream_batch(nr_rows(60), NR_SCHEMA, tmp_path / "nr.parquet"), None).kept
     pool = signals(nr, models)
-    out = SelectSubsets({"parent": "natural_reasoning_dc"}).process(pool, FakeCtx(models, PROMPTS))
+    out = SelectSubsets({"parent": "natural_reasoning_dc"}).process(pool, stage_ctx(models, PROMPTS))
     t = out.kept
     indices = list(range(60))
     n = expected_difficulty_n(indices, [i % 5 != 4 for i in indices])
@@ -68,14 +68,14 @@ def test_selection_protocol_end_to_end(tmp_path):
         verified_subset_records(tampered, sel.PoolPlan("natural_reasoning_dc"))
 
     # the paper's wording keeps the boundary means (exactly 1): a bigger n for all three methods
-    loose = SelectSubsets({"parent": "natural_reasoning_dc", "strict": False}).process(pool, FakeCtx(models, PROMPTS)).kept
+    loose = SelectSubsets({"parent": "natural_reasoning_dc", "strict": False}).process(pool, stage_ctx(models, PROMPTS)).kept
     n_loose = expected_difficulty_n(indices, [i % 5 != 4 for i in indices], strict=False)
     assert n_loose > n
     assert [sum(loose.column(c).to_pylist()) for c in ("selected_difficulty", "selected_length", "selected_random")] \
         == [n_loose] * 3
 
     # NaturalReasoning random subset -> annotation (over-long annotations dropped)
-    ctx = FakeCtx(models, PROMPTS, default_role="annotator")
+    ctx = stage_ctx(models, PROMPTS, default_role="annotator")
     nr_random = KeepSubset({"column": "selected_random"}).process(t, ctx)
     assert nr_random.kept.num_rows == n and len(nr_random.dropped) == 60 - n
     assert {reason for _, reason in nr_random.dropped} == {"not_selected"}
@@ -87,7 +87,7 @@ def test_selection_protocol_end_to_end(tmp_path):
     # Nemotron-Science difficulty subset -> annotation
     nemo = AdaptSource({"source": "nemotron_science"}).process(
         upstream_batch(nemotron_rows(24), NEMOTRON_SCHEMA, tmp_path / "science.parquet"), None).kept
-    nemo = SelectSubsets({"parent": "nemotron_science_dc"}).process(signals(nemo, models), FakeCtx(models, PROMPTS)).kept
+    nemo = SelectSubsets({"parent": "nemotron_science_dc"}).process(signals(nemo, models), stage_ctx(models, PROMPTS)).kept
     nemo = KeepSubset({"column": "selected_difficulty"}).process(nemo, ctx).kept
     nemo_annotated = AnnotateSolution({"tokenizer": None}).process(nemo, ctx).kept
 
@@ -99,7 +99,7 @@ def test_selection_protocol_end_to_end(tmp_path):
     parts = pa.concat_tables([book, nr_annotated.kept, nemo_annotated], promote_options="default")
     expect = {"TextbookReasoning": 5, "NaturalReasoning": nr_annotated.kept.num_rows,
               "Nemotron-Science": nemo_annotated.num_rows}
-    mix = Mixture({"expect": expect}).process(parts, FakeCtx(models, PROMPTS))
+    mix = Mixture({"expect": expect}).process(parts, stage_ctx(models, PROMPTS))
     assert mix.kept.column_names == ["id", "question", "answer", "subject", "reference_answer", "source", "provenance"]
     assert mix.counters == {f"rows_{k}": v for k, v in expect.items()}
     sources = mix.kept.column("source").to_pylist()
@@ -109,7 +109,7 @@ def test_selection_protocol_end_to_end(tmp_path):
     assert [s["stage"] for s in prov["steps"]] == ["adapt_source", "response_length", "difficulty", "random_signal",
                                                    "select_subsets", "annotate_solution", "mixture"]
     # rebuilding from the same rows gives the same table
-    assert Mixture({"expect": expect}).process(parts, FakeCtx(models, PROMPTS)).kept.equals(mix.kept)
+    assert Mixture({"expect": expect}).process(parts, stage_ctx(models, PROMPTS)).kept.equals(mix.kept)
 
 
 def test_mixture_drops_duplicates_and_unknown_sources_and_checks_expectations():
@@ -132,7 +132,7 @@ def test_annotation_failures_are_dropped_with_reasons():
                                                                                GenerationResult("ok \\boxed{1}", "stop", 1, 3)))
     t = pa.table({"id": list("abcd"), "provenance": [records.new_provenance({"kind": "dataset"})] * 4,
                   "question": ["q0", "q1", "q2", "q3"], "answer": ["old"] * 4})
-    out = AnnotateSolution({"tokenizer": None}).process(t, FakeCtx({"a": gen}, PROMPTS, default_role="a"))
+    out = AnnotateSolution({"tokenizer": None}).process(t, stage_ctx({"a": gen}, PROMPTS, default_role="a"))
     assert out.dropped == [(0, "generation_length"), (1, "generation_error"), (2, "empty_annotation")]
     assert out.kept.column("answer").to_pylist() == ["ok \\boxed{1}"] and out.counters == {"no_boxed_answer": 0}
 

@@ -3,7 +3,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from mixture_fixtures import FakeCtx, ScriptedGen, user_text
+from mixture_fixtures import ScriptedGen, stage_ctx, user_text
 from megascience_build.backends.base import GenerationResult
 from megascience_build.engine import records
 from megascience_build.selection.subsets import uniform_u01
@@ -56,7 +56,7 @@ def test_difficulty_means_parseable_grades_and_counts_the_rest():
               "q-ungraded": ["none", "none", GenerationResult("", "length"), "nope"]}
     policy = ScriptedGen(lambda r: f"answer#{r.sample_index} to {user_text(r)}")
     grader = ScriptedGen(grader_by_question(grades))
-    ctx = FakeCtx({"policy": policy, "grader": grader}, PROMPTS)
+    ctx = stage_ctx({"policy": policy, "grader": grader}, PROMPTS)
     out = Difficulty({"samples": 4}).process(pool(qs, refs), ctx)
     t = out.kept
     assert t.column("difficulty").to_pylist() == [10.0, 4.0, None, None]
@@ -78,7 +78,7 @@ def test_difficulty_means_parseable_grades_and_counts_the_rest():
 def test_difficulty_authors_option_scores_ungraded_as_zero_and_failed_samples_are_not_graded():
     policy = ScriptedGen(lambda r: GenerationResult("cut", "length") if r.sample_index == 0 else f"answer#{r.sample_index}")
     grader = ScriptedGen(lambda r: "no score here")
-    ctx = FakeCtx({"policy": policy, "grader": grader}, PROMPTS)
+    ctx = stage_ctx({"policy": policy, "grader": grader}, PROMPTS)
     out = Difficulty({"samples": 3, "ungraded_as_zero": True}).process(pool(["q"], ["r"]), ctx)
     assert out.kept.column("difficulty").to_pylist() == [0.0]
     assert out.kept.column("difficulty_failed_samples").to_pylist() == [1]
@@ -93,7 +93,7 @@ def test_response_length_counts_tokens_and_excludes_long_or_failed_responses():
         if "broken" in q:
             return GenerationResult("", "error", 5, 0, error="timeout")
         return GenerationResult("x", "stop", 5, 12_000 if "long" in q else 300)
-    ctx = FakeCtx({"reference": ScriptedGen(reply)}, PROMPTS, default_role="reference")
+    ctx = stage_ctx({"reference": ScriptedGen(reply)}, PROMPTS, default_role="reference")
     out = ResponseLength({"tokenizer": None}).process(pool(["short", "long one", "truncated", "broken"]), ctx)
     assert out.kept.column("response_length").to_pylist() == [300, 12_000, None, None]
     assert out.kept.column("length_excluded").to_pylist() == [False, True, True, True]
@@ -103,7 +103,7 @@ def test_response_length_counts_tokens_and_excludes_long_or_failed_responses():
 
 def test_random_signal_is_seeded_per_id_and_independent_of_batching():
     table = pool([f"q{i}" for i in range(10)])
-    ctx = FakeCtx({}, {}, seed=7)
+    ctx = stage_ctx({}, {}, seed=7)
     whole = RandomSignal().process(table, ctx).kept.column("random_u01").to_pylist()
     parts = (RandomSignal().process(table.slice(0, 4), ctx).kept.column("random_u01").to_pylist()
              + RandomSignal().process(table.slice(4), ctx).kept.column("random_u01").to_pylist())

@@ -3,7 +3,7 @@ k=2 and short generations. Asserts structure, never quality (SmolLM2 grades at c
 import pyarrow as pa
 import pytest
 
-from mixture_fixtures import FakeCtx
+from mixture_fixtures import stage_ctx
 from megascience_build.selection import subsets as sel
 from megascience_build.backends.base import SamplingParams
 from megascience_build.engine import records
@@ -21,7 +21,7 @@ def test_signals_and_selection_with_smollm2(smollm2, smollm2_tokenizer_dir):
     table = pa.table({"id": [records.content_id("smol", i) for i in range(3)],
                       "provenance": [records.new_provenance({"kind": "dataset", "repo": "smol", "row": i}) for i in range(3)],
                       "question": questions, "reference_answer": ["5", "Na", "yes"]})
-    ctx = FakeCtx({"reference": smollm2, "policy": smollm2, "grader": smollm2}, PROMPTS,
+    ctx = stage_ctx({"reference": smollm2, "policy": smollm2, "grader": smollm2}, PROMPTS,
                   sampling=SamplingParams(temperature=0.7, top_p=0.95, max_tokens=32, seed=0), default_role="reference")
 
     lengths = ResponseLength({"tokenizer": smollm2_tokenizer_dir}).process(table, ctx)

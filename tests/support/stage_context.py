@@ -93,7 +93,8 @@ def stage_context(stage: Stage | None = None, *, responder: Callable | None = No
                   models: Mapping[str | None, Any] | None = None, embedder: Any = None,
                   prompts: Mapping[str, str | Path | PromptTemplate] | None = None,
                   sampling: SamplingParams | None = None, seed: int = 0, tmp_path: Path | None = None,
-                  cache: RequestCache | str | Path | None = None, cache_only: bool = False) -> StageContext:
+                  cache: RequestCache | str | Path | None = None, cache_only: bool = False,
+                  llm_role: str | None = None) -> StageContext:
     """The StageContext an executor would hand to `stage` (a bare Stage when None).
 
     responder   shorthand for models={None: responder}
@@ -103,9 +104,10 @@ def stage_context(stage: Stage | None = None, *, responder: Callable | None = No
     sampling    the stage's sampling parameters (default: the engine's, seeded with `seed`)
     tmp_path    where the request cache file goes (default: a temporary folder of the test process)
     cache       a RequestCache, or its path, to share between contexts (a rerun sees cache hits)
+    llm_role    the stage's own generation role, ctx.llm()'s default (else resources.llm, else "model")
     """
     stage = stage if stage is not None else Stage(label="test_stage")
-    own_llm = stage.resources.llm or "model"
+    own_llm = llm_role or stage.resources.llm or "model"
     own_embedder = stage.resources.embedder or "embedder"
     models = dict(models or {})
     if responder is not None:
