@@ -41,6 +41,21 @@ class Derived:
     seed: int | None
 
 
+UPSTREAM_RECORDS = ("source", "input")
+
+
+@dataclass(frozen=True)
+class Build:
+    """Which output of which build pipeline is this configuration (`megascience-build release` reads it; the
+    loader only checks its shape)."""
+    pipeline: str                 # the pipeline's name, as given to `release --work NAME=WORKDIR`
+    stage: str | None = None      # the label of the stage whose output it is; None: the pipeline's final stage
+    member: str | None = None     # a boolean membership column of that output: the rows of the subset
+    signals: bool = False         # the output's stored selection signals (a pool's *_signals configuration)
+    upstream: str = "source"      # the release manifest's upstream record: the Hub revision the pipeline's
+                                  # adapt_source stage read ("source"), or the run's input shards ("input")
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -55,6 +70,7 @@ class Entry:
     license: str
     citation: str                 # BibTeX text
     derived: Derived | None = None
+    build: Build | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -147,6 +163,34 @@ def _parse_source(raw: Any, where: str) -> Source:
     _fail(where, f"source.revision is {rev!r}; expected a full sha or {{resolve: <ref>}}")
 
 
+def _parse_build(raw: Any, where: str) -> Build | None:
+    if raw is None:
+        return None
+    bw = f"{where} build"
+    if not isinstance(raw, Mapping):
+        _fail(bw, f"must be a mapping {{pipeline, stage, member | signals, upstream}}, got {raw!r}")
+    unknown = set(raw) - {"pipeline", "stage", "member", "signals", "upstream"}
+    if unknown:
+        _fail(bw, f"unknown field(s) {sorted(unknown)}")
+    pipeline = _require(raw, "pipeline", str, bw)
+    if not CONFIG_NAME.match(pipeline):
+        _fail(bw, f"pipeline {pipeline!r} does not match {CONFIG_NAME.pattern}")
+    stage = raw.get("stage")
+    member = raw.get("member")
+    for label, v in (("stage", stage), ("member", member)):
+        if v is not None and (not isinstance(v, str) or not v):
+            _fail(bw, f"field {label!r} is {v!r}; expected a name")
+    signals = raw.get("signals", False)
+    if not isinstance(signals, bool):
+        _fail(bw, f"field 'signals' is {signals!r}; expected true or false")
+    if signals and member is not None:
+        _fail(bw, "give `member` (a subset's rows) or `signals: true` (the stored signals), not both")
+    upstream = raw.get("upstream", "source")
+    if upstream not in UPSTREAM_RECORDS:
+        _fail(bw, f"upstream {upstream!r} not in {UPSTREAM_RECORDS}")
+    return Build(pipeline=pipeline, stage=stage, member=member, signals=signals, upstream=upstream)
+
+
 def _parse_entry(raw: Any, feature_sets: Mapping[str, Mapping[str, str]], citations: Mapping[str, str],
                  index: int) -> Entry:
     where = f"configs[{index}]"
@@ -157,7 +201,7 @@ def _parse_entry(raw: Any, feature_sets: Mapping[str, Mapping[str, str]], citati
         _fail(where, f"name {name!r} does not match {CONFIG_NAME.pattern}")
     where = f"configuration {name!r}"
     known = {"name", "group", "table", "description", "features", "source", "rows", "paper_rows", "license",
-             "citation", "derived"}
+             "citation", "derived", "build"}
     unknown = set(raw) - known
     if unknown:
         _fail(where, f"unknown field(s) {sorted(unknown)}")
@@ -196,7 +240,8 @@ def _parse_entry(raw: Any, feature_sets: Mapping[str, Mapping[str, str]], citati
         description=" ".join(_require(raw, "description", str, where).split()),
         features=dict(feature_sets[fset]), feature_set=fset, source=_parse_source(raw.get("source"), where),
         rows=rows, paper_rows=paper_rows, license=_require(raw, "license", str, where),
-        citation=citations[cit], derived=derived)
+        citation=citations[cit], derived=derived,
+        build=_parse_build(raw.get("build"), where))
 
 
 def parse_catalogue(data: Any, origin: str = "catalogue.yaml") -> Catalogue:
@@ -230,6 +275,11 @@ def parse_catalogue(data: Any, origin: str = "catalogue.yaml") -> Catalogue:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise CatalogueError(f"{origin}: duplicate configuration name(s) {dupes}")
+    builds = [(e.build.pipeline, e.build.stage, e.build.member, e.build.signals) for e in entries if e.build]
+    twice = sorted({e.name for e in entries if e.build and builds.count(
+        (e.build.pipeline, e.build.stage, e.build.member, e.build.signals)) > 1})
+    if twice:
+        raise CatalogueError(f"{origin}: configurations {twice} are declared as the same build output")
     for e in entries:
         if e.derived and e.derived.parent is not None and e.derived.parent not in names:
             raise CatalogueError(f"{origin}: configuration {e.name!r} has unknown parent {e.derived.parent!r}")

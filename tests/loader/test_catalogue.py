@@ -53,6 +53,25 @@ def test_every_configuration_of_the_design():
         assert "@article{fan2025megascience" in e.citation
 
 
+def _config(raw, name):
+    return next(c for c in raw["configs"] if c["name"] == name)
+
+
+def test_build_outputs_are_declared_once():
+    """Every configuration our pipelines build says which pipeline stage gives it; the views the loader derives
+    from released data (megascience_<part>) have none."""
+    cat = load_catalogue()
+    views = {e.name for e in cat if e.derived and e.derived.rule == "source_view"}
+    assert {e.name for e in cat if e.build is None} == views == {
+        "megascience_textbook", "megascience_natural_reasoning", "megascience_nemotron_science"}
+    assert cat["textbook"].build.stage is None and cat["textbook"].build.upstream == "input"
+    assert (cat["scp116k_dc"].build.pipeline, cat["scp116k_dc"].build.stage) == ("scp116k", "decontaminate")
+    hardest = cat["textbook_hardest"].build
+    assert (hardest.pipeline, hardest.stage, hardest.member) == (
+        "textbook_selection", "select_subsets", "selected_difficulty_distill")
+    assert cat["natural_reasoning_dc_signals"].build.signals and cat["natural_reasoning_dc_signals"].build.member is None
+
+
 def _broken(mutate):
     raw = copy.deepcopy(RAW)
     mutate(raw)
@@ -69,6 +88,12 @@ def _broken(mutate):
      "a random selection needs a seed"),
     (lambda r: r["configs"][0].update(name="Text-Book"), "does not match"),
     (lambda r: r["configs"][0].update(rows="many"), "field 'rows' is 'many'"),
+    (lambda r: r["configs"][0]["build"].update(stag="finalize"), "configuration 'textbook' build: unknown field(s) ['stag']"),
+    (lambda r: r["configs"][0]["build"].pop("pipeline"), "configuration 'textbook' build: missing field 'pipeline'"),
+    (lambda r: r["configs"][0]["build"].update(upstream="hub"), "upstream 'hub' not in ('source', 'input')"),
+    (lambda r: _config(r, "textbook_signals")["build"].update(member="selected_random"), "not both"),
+    (lambda r: _config(r, "textbook_random")["build"].update(member="selected_length"),
+     "configurations ['textbook_length', 'textbook_random'] are declared as the same build output"),
 ])
 def test_broken_catalogues_are_clear_errors(mutate, message):
     with pytest.raises(CatalogueError) as ei:

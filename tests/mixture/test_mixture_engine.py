@@ -12,7 +12,8 @@ from mixture_fixtures import NEMOTRON_SCHEMA, NR_SCHEMA, expected_difficulty_n, 
 from megascience_build.engine import records
 from megascience_build.engine.executor_local import RunOptions, run_local
 from megascience_build.engine.pipeline_config import load_pipeline
-from megascience_build.mixture_release import assemble, catalogue_columns
+from megascience_build.release.catalogue_builds import catalogue_columns
+from megascience_build.release.configurations import assemble
 from megascience_datasets.repo_folder import write_repo_folder
 
 PIPELINES = Path(__file__).resolve().parents[2] / "builders" / "megascience_build" / "pipelines"

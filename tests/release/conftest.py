@@ -23,7 +23,8 @@ CONFIGS = ["textbook", "textbook_difficulty_distill", "natural_reasoning", "natu
 
 
 def release_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent / "mixture")])}
+    paths = [str(HERE), str(HERE.parent / "mixture"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     return subprocess.run([sys.executable, "-m", "megascience_build.cli", "release", *args], capture_output=True,
                           text=True, env=env, timeout=600)
 

@@ -1,1 +1,1 @@
-"""Data-selection subsets from stored signal columns (used by stages/mixture.py and mixture_release.py)."""
+"""Data-selection subsets from stored signal columns (used by stages/mixture.py and release/mixture_configs.py)."""
