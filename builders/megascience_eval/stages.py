@@ -1,5 +1,5 @@
-"""The evaluation pipeline's stages (registered with the build engine; pipelines name this module in
-`plugins:`): `eval_generate` asks the model, `eval_score` extracts and judges. Loading the questions is
+"""The evaluation pipeline's stages, a plugin of the build engine (pipelines name this module in `plugins:`;
+the engine reads its `STAGES`): `eval_generate` asks the model, `eval_score` extracts and judges. Loading the questions is
 done before the run (megascience_eval.run writes them as the pipeline's parquet input).
 
 Neither stage drops a row: a question whose generation failed (finish_reason "length" or "error") keeps
@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from megascience_build.backends.base import GenerationRequest
 from megascience_build.engine import records
-from megascience_build.engine.stage import Stage, StageError, StageOutput, register
+from megascience_build.engine.llm_stage import LLMStage, Outcome
+from megascience_build.engine.stage import Stage, StageError, StageOutput
 
 from .extract import extract
 from .judge import judge
@@ -32,13 +33,14 @@ def messages_for(ctx, template: str, question: str, options: list[str]) -> tuple
     return ctx.prompt(template).render(question=question, options=render_options(options))
 
 
-@register
-class EvalGenerate(Stage):
+class EvalGenerate(LLMStage):
     name = "eval_generate"
+    summary = "each benchmark question asked with its template (prompt slot = the row's `template`)"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "template", "question", "options")
     outputs = ("messages", "reply", "finish_reason", "completion_tokens")
-    defaults = {}
+    COLUMNS = {"messages": pa.string(), "reply": pa.string(), "finish_reason": pa.string(),
+               "completion_tokens": pa.int64()}
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         templates = batch.column("template").to_pylist()
@@ -50,16 +52,14 @@ class EvalGenerate(Stage):
                  zip(templates, batch.column("question").to_pylist(), batch.column("options").to_pylist())]
         llm = ctx.llm()
         results = llm.generate([GenerationRequest(messages=m, sampling=ctx.sampling) for m in convs])
-        counters: dict[str, int] = {}
-        for r in results:
-            counters[f"finish_{r.finish_reason}"] = counters.get(f"finish_{r.finish_reason}", 0) + 1
-        out = records.set_column(batch, "messages", [json.dumps(list(m), ensure_ascii=False) for m in convs], pa.string())
-        out = records.set_column(out, "reply", [r.text for r in results], pa.string())
-        out = records.set_column(out, "finish_reason", [r.finish_reason for r in results], pa.string())
-        out = records.set_column(out, "completion_tokens", [r.completion_tokens for r in results], pa.int64())
-        step = {"stage": self.label, "model": llm.model_id, "revision": llm.revision,
+        out = Outcome()
+        for i, (m, r) in enumerate(zip(convs, results)):
+            out.count(f"finish_{r.finish_reason}")
+            out.keep(i, messages=json.dumps(list(m), ensure_ascii=False), reply=r.text,
+                     finish_reason=r.finish_reason, completion_tokens=r.completion_tokens)
+        step = {"stage": self.label, **self.model_ref(llm),
                 "prompts": {t: ctx.prompt(t).sha256 for t in sorted(set(templates))}}
-        return StageOutput(kept=records.add_step(out, step), counters=counters)
+        return self.finish(batch, out, step, self.COLUMNS, step_when_empty=True, take=False)
 
 
 def scoring_code_sha256() -> str:
@@ -70,13 +70,12 @@ def scoring_code_sha256() -> str:
     return h.hexdigest()
 
 
-@register
 class EvalScore(Stage):
     name = "eval_score"
+    summary = "the answer extracted from each reply and judged against the gold answer"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "qtype", "options", "gold", "gold_unit", "metric", "reply")
     outputs = ("extracted", "method", "status", "correct", "note")
-    defaults = {}
 
     def side_inputs(self):
         return {"scoring_code": scoring_code_sha256()}
@@ -102,3 +101,6 @@ class EvalScore(Stage):
                                     ("note", notes, pa.string())):
             out = records.set_column(out, name, values, type_)
         return StageOutput(kept=out, counters=counters)
+
+
+STAGES = (EvalGenerate, EvalScore)

@@ -1,38 +1,42 @@
-"""Stages and a backend used only by the engine tests (loaded through the pipeline's `plugins:` list)."""
+"""Stages and a backend used only by the engine tests (a plugin: pipelines name this module in `plugins:`, and
+the engine takes the stages listed in `STAGES`)."""
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from megascience_build.backends.base import GenerationRequest, GenerationResult
 from megascience_build.backends.identity import identity_of
 from megascience_build.engine import records
-from megascience_build.engine.stage import Stage, StageOutput, register
+from megascience_build.engine.params import param
+from megascience_build.engine.stage import Stage, StageOutput
 
 
-@register
 class TagLength(Stage):
     """CPU map: add text_len; drop empty texts."""
     name = "test_tag_length"
     inputs = ("id", "provenance", "text")
     outputs = ("text_len",)
-    defaults = {"min_len": 1}
+
+    @dataclass(frozen=True)
+    class Params:
+        min_len: int = param(1, "shorter texts are dropped as too_short")
 
     def process(self, batch, ctx):
         texts = batch.column("text").to_pylist()
         marker = os.environ.get("ENGINE_TEST_FAIL_ON")     # lets a test make one shard fail
         if marker and any(marker in t for t in texts):
             raise RuntimeError(f"test failure on a text containing {marker!r}")
-        keep = [i for i, t in enumerate(texts) if len(t) >= self.params["min_len"]]
-        dropped = [(i, "too_short") for i, t in enumerate(texts) if len(t) < self.params["min_len"]]
+        keep = [i for i, t in enumerate(texts) if len(t) >= self.settings.min_len]
+        dropped = [(i, "too_short") for i, t in enumerate(texts) if len(t) < self.settings.min_len]
         kept = batch.take(pa.array(keep, pa.int64()))
         kept = records.set_column(kept, "text_len", [len(t) for t in kept.column("text").to_pylist()], pa.int64())
         return StageOutput(kept=records.add_step(kept, {"stage": self.label}), dropped=dropped)
 
 
-@register
 class Answer(Stage):
     """Model map: ask the llm role about each text; drop failed generations."""
     name = "test_answer"
@@ -58,7 +62,6 @@ class Answer(Stage):
         return StageOutput(kept=kept, dropped=dropped, counters={"answered": len(keep)})
 
 
-@register
 class DedupAnswers(Stage):
     """Global: keep the first row of each answer."""
     name = "test_dedup"
@@ -73,7 +76,6 @@ class DedupAnswers(Stage):
         return StageOutput(kept=table.take(pa.array(keep, pa.int64())), dropped=dropped)
 
 
-@register
 class Upper(Stage):
     """CPU map after the barrier."""
     name = "test_upper"
@@ -85,7 +87,6 @@ class Upper(Stage):
                                                   [a.upper() for a in batch.column("answer").to_pylist()], pa.string()))
 
 
-@register
 class FileSize(Stage):
     """CPU map over a files input."""
     name = "test_file_size"
@@ -126,7 +127,6 @@ class FakeBackend:
         pass
 
 
-@register
 class EmbedNorm(Stage):
     """Model map with an embedder: the first coordinate of each text's embedding."""
     name = "test_embed"
@@ -159,3 +159,6 @@ def reverse_responder(req):
     """The FakeBackend's answers for the scripted backend (which streams): reversed text, LONG -> length."""
     text = req.messages[-1]["content"]
     return text[::-1], ("length" if "LONG" in text else "stop")
+
+
+STAGES = [TagLength, Answer, DedupAnswers, Upper, FileSize, EmbedNorm]

@@ -6,8 +6,11 @@ import string
 
 import pytest
 
-from megascience_build.parsers import (UNUSABLE, Refinement, last_boxed, parse_decision, parse_qa_pairs,
-                                       parse_reference_answer, parse_refined, parse_solution)
+from megascience_build.stages.cot import parse_solution
+from megascience_build.stages.extract_qa import parse_qa_pairs
+from megascience_build.stages.reference_answer import parse_reference_answer
+from megascience_build.stages.refine_qa import UNUSABLE, Refinement, parse_refined
+from megascience_build.stages.replies import last_boxed, parse_decision
 
 PARSERS = (parse_qa_pairs, parse_refined, parse_decision, parse_reference_answer, last_boxed, parse_solution)
 

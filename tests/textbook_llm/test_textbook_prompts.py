@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from megascience_build.engine.prompts import load_prompt
-from megascience_build.parsers import parse_decision, parse_qa_pairs, parse_reference_answer, parse_refined
+from megascience_build.stages.extract_qa import parse_qa_pairs
+from megascience_build.stages.reference_answer import parse_reference_answer
+from megascience_build.stages.refine_qa import parse_refined
+from megascience_build.stages.replies import parse_decision
 from megascience_build.stages._textbook_llm import DISCIPLINES, PROMPT_FILES
 from megascience_build.stages.extract_qa import ExtractQA
 

@@ -15,13 +15,12 @@ import pytest
 from megascience_build.backends.base import GenerationResult
 from megascience_build.engine import records
 from megascience_build.engine.prompts import load_prompt
-from megascience_build.parsers import (parse_decision, parse_qa_pairs, parse_reference_answer, parse_refined,
-                                       parse_solution)
-from megascience_build.stages.cot import SupplementCoT
-from megascience_build.stages.extract_qa import ExtractQA
+from megascience_build.stages.cot import SupplementCoT, parse_solution
+from megascience_build.stages.extract_qa import ExtractQA, parse_qa_pairs
 from megascience_build.stages.filter_qa import FilterQA
-from megascience_build.stages.reference_answer import ReferenceAnswer
-from megascience_build.stages.refine_qa import RefineQA
+from megascience_build.stages.reference_answer import ReferenceAnswer, parse_reference_answer
+from megascience_build.stages.refine_qa import RefineQA, parse_refined
+from megascience_build.stages.replies import parse_decision
 from textbook_fakes import FakeCtx, FakeLLM, provenance, signals_of
 
 INPUTS = json.loads((Path(__file__).resolve().parent / "fixture_inputs.json").read_text(encoding="utf-8"))

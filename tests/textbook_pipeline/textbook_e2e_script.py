@@ -16,7 +16,7 @@ import hashlib
 import re
 
 from megascience_build.backends.scripted import last_user_message
-from megascience_build.parsers import last_boxed
+from megascience_build.stages.replies import last_boxed
 
 EXTRACTOR_MARK = "Revised by the extraction model."
 REFINER_MARK = "Worked solution."

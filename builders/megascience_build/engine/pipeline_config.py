@@ -96,9 +96,10 @@ def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mappi
         doc, raw_bytes = _resolve_variant(doc, path, raw_bytes, where)
 
     plugins = tuple(_as_list(doc.get("plugins"), f"{where}: field 'plugins'"))
+    plugin_modules = []
     for name in plugins:
         try:
-            importlib.import_module(name)
+            plugin_modules.append(importlib.import_module(name))
         except ImportError as exc:
             raise StageError(f"{where}: field 'plugins': cannot import {name!r} ({exc})") from None
 
@@ -114,7 +115,7 @@ def load_pipeline(path: str | Path, *, backend: str | None = None, models: Mappi
     stages: list[StageSpec] = []
     labels: set[str] = set()
     for i, entry in enumerate(entries):
-        spec = _stage_spec(i, entry, path.parent, where, model_specs, seed)
+        spec = _stage_spec(i, entry, path.parent, where, model_specs, seed, plugin_modules)
         if spec.label in labels:
             raise StageError(f"{where}: stage #{i} label {spec.label!r} is used twice; give one a `label:`")
         labels.add(spec.label)
@@ -259,7 +260,8 @@ def _models(raw: Any, where: str, overrides: Mapping[str, str]) -> dict[str, dic
     return models
 
 
-def _stage_spec(i: int, entry: Any, base: Path, where: str, models: dict[str, dict], seed: int) -> StageSpec:
+def _stage_spec(i: int, entry: Any, base: Path, where: str, models: dict[str, dict], seed: int,
+                plugins: list) -> StageSpec:
     if not isinstance(entry, dict) or "stage" not in entry:
         raise StageError(f"{where}: stage #{i} must be a mapping with a `stage:` name, got {entry!r}")
     name = entry["stage"]
@@ -267,7 +269,7 @@ def _stage_spec(i: int, entry: Any, base: Path, where: str, models: dict[str, di
     at = f"{where}: stage #{i} ({label!r})"
     _no_unknown(entry, STAGE_KEYS, at)
     try:
-        cls = stage_class(name)
+        cls = stage_class(name, plugins)
     except StageError as exc:
         raise StageError(f"{at}: {exc}") from None
 
@@ -293,6 +295,9 @@ def _stage_spec(i: int, entry: Any, base: Path, where: str, models: dict[str, di
     prompt_files = entry.get("prompts") or {}
     if not isinstance(prompt_files, dict):
         raise StageError(f"{at}: field 'prompts' must be a mapping of slot -> template file")
+    defaults = getattr(cls, "default_prompts", {}) or {}      # a required slot left out gets its default file
+    prompt_files = {**{s: defaults[s] for s in cls.prompt_slots if s in defaults and s not in prompt_files},
+                    **prompt_files}
     prompts: dict[str, PromptTemplate] = {}
     for slot, file in prompt_files.items():
         local = base / str(file)

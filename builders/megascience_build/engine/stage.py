@@ -1,6 +1,6 @@
 """The stage contract.
 
-A stage is a small class registered under a name. It declares the columns it reads and writes and the
+A stage is a small class listed by name in stages/catalogue.py (or in a plugin module's `STAGES`). It declares the columns it reads and writes and the
 resources it needs, and transforms a batch (a pyarrow table) into the rows it keeps plus the rows it drops,
 each drop with a reason. It never mutates its input and never does I/O beyond its model calls, which go
 through `ctx` (and therefore through the shared request cache).
@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import pyarrow as pa
 
+from .params import NoParams, ParamError, params_dict, parse_params
 from .records import ID, PROVENANCE
 
 
@@ -39,24 +40,11 @@ class StageError(ValueError):
     """A configuration or input problem found before work starts; the message names stage and field."""
 
 
-_REGISTRY: dict[str, type["Stage"]] = {}
-
-
-def register(cls: type["Stage"]) -> type["Stage"]:
-    if not getattr(cls, "name", None):
-        raise TypeError(f"{cls.__qualname__} has no `name`")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise TypeError(f"stage name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def stage_class(name: str) -> type["Stage"]:
-    from .. import stages as _  # noqa: F401  (importing the package registers every stage)
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise StageError(f"unknown stage {name!r}; known stages: {', '.join(sorted(_REGISTRY))}") from None
+def stage_class(name: str, plugins: Sequence[Any] = ()) -> type["Stage"]:
+    """The stage class for a `stage:` name: the built-in catalogue (stages/catalogue.py), then the `STAGES` of
+    the given plugin modules."""
+    from ..stages.catalogue import find_stage
+    return find_stage(name, plugins)
 
 
 class Stage:
@@ -64,22 +52,27 @@ class Stage:
     kind: ClassVar[str] = "map"
     inputs: ClassVar[tuple[str, ...]] = (ID, PROVENANCE)
     outputs: ClassVar[tuple[str, ...]] = ()
-    # parameter names and defaults this stage accepts from the pipeline file
-    defaults: ClassVar[Mapping[str, Any]] = {}
+    # the parameters this stage accepts from the pipeline file: a frozen dataclass (engine/params.py)
+    Params: ClassVar[type] = NoParams
     # optional: prompt slots the pipeline file must fill (checked before any work)
     prompt_slots: ClassVar[tuple[str, ...]] = ()
+    # one line for `megascience-build stages` and the README's stage table
+    summary: ClassVar[str] = ""
 
     def __init__(self, params: Mapping[str, Any] | None = None, *, resources: Resources | None = None,
                  prompts: Mapping[str, str] | None = None, label: str | None = None):
-        params = dict(params or {})
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise StageError(f"stage {label or self.name!r}: unknown parameter(s) {sorted(unknown)}; "
-                             f"accepted: {sorted(self.defaults)}")
-        self.params = {**self.defaults, **params}
+        self.label = label or self.name
+        try:
+            self.settings = parse_params(self.Params, params, self.label)   # the typed parameters
+        except ParamError as exc:
+            raise StageError(str(exc)) from None
         self.resources = resources or Resources()
         self.prompts = dict(prompts or {})   # prompt slot -> template file name
-        self.label = label or self.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters by name (defaults filled in), as the manifest and the fingerprint record them."""
+        return params_dict(self.settings)
 
     # -- the work ---------------------------------------------------------------------------
     def process(self, batch: pa.Table, ctx: "StageContextProtocol") -> StageOutput:

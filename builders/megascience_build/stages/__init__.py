@@ -1,6 +1,4 @@
-"""Every stage module in this package registers itself on import; importing the package imports them all."""
-import importlib
-import pkgutil
+"""The stage modules, one per stage (or per family of stages); catalogue.py lists them by `stage:` name.
 
-for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    importlib.import_module(f"{__name__}.{_module}")
+Importing this package imports no stage module.
+"""

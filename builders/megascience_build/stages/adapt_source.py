@@ -2,32 +2,41 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import pyarrow as pa
 
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
+from ..engine.params import param
+from ..engine.stage import Stage, StageError, StageOutput
 from ..upstream.adapters import SCP116K, SOURCES, is_commit_sha, source_spec
 
 OUTPUT_COLUMNS = (records.ID, records.PROVENANCE, "question", "answer", "subject", "reference_answer", "source")
+SOURCE_NAMES = tuple(sorted(SOURCES))
 
 
-@register
 class AdaptSource(Stage):
     """Map NaturalReasoning / Nemotron-Science / SCP-116K rows to question, answer, subject,
     reference_answer, source with a dataset-row provenance; rows that do not fit are dropped with a reason."""
     name = "adapt_source"
+    summary = "NaturalReasoning, Nemotron-Science or SCP-116K rows to question, answer, subject, reference_answer"
     kind = "map"
     inputs = ("source_file", "source_row")
     outputs = OUTPUT_COLUMNS
-    defaults = {"source": None, "revision": None, "answer_field": "r1_response"}
+
+    @dataclass(frozen=True)
+    class Params:
+        source: Literal[SOURCE_NAMES] | None = param(None, "the upstream dataset (required)")
+        revision: str | None = param(None, "its revision as recorded in provenance (null: the pinned one)")
+        answer_field: str = param("r1_response", "SCP-116K: the column holding the answer")
+
+        def __post_init__(self):
+            if self.source is None:
+                raise ValueError(f"parameter 'source' must be one of {list(SOURCE_NAMES)}, got None")
 
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)
-        if self.params["source"] not in SOURCES:
-            raise StageError(f"stage {self.label!r}: parameter 'source' must be one of {sorted(SOURCES)}, "
-                             f"got {self.params['source']!r}")
         self.spec = source_spec(self.params["source"])
         self.revision = str(self.params["revision"] or self.spec.revision)
 

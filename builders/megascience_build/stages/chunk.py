@@ -7,11 +7,13 @@ recorded, with its sha256, in every chunk's provenance."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
+from ..engine.params import param
+from ..engine.stage import Stage, StageError, StageOutput
 from ..textbooks.chunking import ChunkParams, chunk_books
 from ..textbooks.tokenizer import TokenizerNotFound, load_tokenizer
 
@@ -30,21 +32,26 @@ CHUNK_SCHEMA = pa.schema([
 ])
 
 
-@register
 class ChunkBooks(Stage):
     name = "chunk"
+    summary = "books into token windows with page-span provenance (paper: 4,096 tokens)"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "text", "page_offsets", "page_numbers", "title", "subject", "level")
     outputs = tuple(CHUNK_SCHEMA.names)
-    defaults = {"tokenizer": "minilm", "tokenizer_revision": None, "window_tokens": 4096,
-                "overlap_tokens": 0, "min_fill": 0.5}
+
+    @dataclass(frozen=True)
+    class Params:
+        tokenizer: str = param("minilm", "`minilm` (offline), a tokenizer.json path or a cached Hub id")
+        tokenizer_revision: str | None = param(None, "the Hub revision of the tokenizer")
+        window_tokens: int = param(4096, "tokens per chunk")
+        overlap_tokens: int = param(0, "tokens repeated from the end of the previous chunk")
+        min_fill: float = param(0.5, "a paragraph or sentence cut must leave the chunk at least this full")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         try:
-            self.chunk_params = ChunkParams(window=int(self.params["window_tokens"]),
-                                            overlap=int(self.params["overlap_tokens"]),
-                                            min_fill=float(self.params["min_fill"]))
+            p = self.settings
+            self.chunk_params = ChunkParams(window=p.window_tokens, overlap=p.overlap_tokens, min_fill=float(p.min_fill))
         except (TypeError, ValueError) as e:
             raise StageError(f"stage {self.label!r}: {e}") from None
         self.tokenizer()        # a tokenizer that cannot load is a configuration error, found before work
@@ -57,7 +64,7 @@ class ChunkBooks(Stage):
 
     def tokenizer(self):
         try:
-            return load_tokenizer(self.params["tokenizer"], self.params["tokenizer_revision"])
+            return load_tokenizer(self.settings.tokenizer, self.settings.tokenizer_revision)
         except TokenizerNotFound as e:
             raise StageError(f"stage {self.label!r}: parameter 'tokenizer': {e}") from None
 

@@ -1,7 +1,7 @@
 """Stage 6: supplementary chain of thought (paper §2.4, Fig. 23).
 
 Step 1, judge (slot `judge`, `prompts/judge_cot.txt`): does the answer show its reasoning? The reply
-ends with `Decision: YES|NO` (parsers.parse_decision).
+ends with `Decision: YES|NO` (replies.parse_decision).
 Step 2, supplement the answers judged NO, in one of two modes (parameter `mode`):
   paper    (default; slot `supplement`, `prompts/supplement_cot.txt`): the paper's semantics, "add
            explanations and reformat the answers": the model gets the question AND the answer and
@@ -22,99 +22,108 @@ under the stage's `llm:`, e.g. `llm: [judge, refiner]` with `params: {supplement
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from typing import Literal
+
 import pyarrow as pa
 
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
-from ..parsers import parse_decision, parse_solution
-from ._textbook_llm import bump, failure_reason, model_ref, prompt_ref, request
+from ..engine.llm_stage import LLMStage, Outcome
+from ..engine.params import param
+from ..engine.stage import StageError, StageOutput
+from .replies import EMPTY_BOX, clean, parse_decision
 
 MODES = {"paper": "supplement", "authors": "distill"}      # mode -> prompt slot of step 2
-ON_UNPARSEABLE = ("keep", "supplement", "drop")
+
+_SOLUTION_LABEL = re.compile(
+    r"^[ \t#*_]*(?:rewritten[ \t]+answer|refined[ \t]+answer|answer|solution)[ \t]*[*_]*[ \t]*[:：][ \t]*[*_]*[ \t]*", re.I)
 
 
-@register
-class SupplementCoT(Stage):
+def parse_solution(text: object) -> str | None:
+    """A free-form solution (supplemented or distilled answer): the reply without a leading
+    `Answer:`/`Solution:` label or empty \\boxed{}; None when nothing is left."""
+    if not isinstance(text, str):
+        return None
+    try:
+        body = clean(EMPTY_BOX.sub("", _SOLUTION_LABEL.sub("", text.strip(), count=1)))
+        return body or None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class SupplementCoT(LLMStage):
     name = "cot"
+    summary = ("judge whether an answer shows its reasoning; supplement it if not "
+               "(paper §2.4; Llama-3.3-70B judge, DeepSeek-V3 writer)")
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "answer")
     outputs = ("answer", "cot_supplemented")
-    prompt_slots = ("judge",)
-    defaults = {"mode": "paper", "on_unparseable": "keep", "supplement_llm": None}
+    default_prompts = {"judge": "judge_cot.txt", "supplement": "supplement_cot.txt", "distill": "distill_cot.txt"}
+    prompt_slots = ("judge",)           # plus the mode's slot, checked in __init__
+
+    @dataclass(frozen=True)
+    class Params:
+        mode: Literal["paper", "authors"] = param(
+            "paper", "paper: explain and reformat the answer (slot supplement); authors: a new solution from the "
+                     "question alone (slot distill)")
+        on_unparseable: Literal["keep", "supplement", "drop"] = param(
+            "keep", "what an unreadable judgement does: keep the answer, supplement it, or drop the pair")
+        supplement_llm: str | None = param(None, "model role of the writer (null: the stage's first `llm:` role)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        mode, policy = self.params["mode"], self.params["on_unparseable"]
-        if mode not in MODES:
-            raise StageError(f"stage {self.label!r}: parameter 'mode' must be one of {list(MODES)}, got {mode!r}")
-        if policy not in ON_UNPARSEABLE:
-            raise StageError(f"stage {self.label!r}: parameter 'on_unparseable' must be one of "
-                             f"{list(ON_UNPARSEABLE)}, got {policy!r}")
+        mode = self.settings.mode
         if self.prompts and MODES[mode] not in self.prompts:
             raise StageError(f"stage {self.label!r}: mode {mode!r} needs prompt slot {MODES[mode]!r} "
                              f"(e.g. {MODES[mode]}: {MODES[mode]}_cot.txt); slots given: {sorted(self.prompts)}")
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
+        p = self.settings
         questions = batch.column("question").to_pylist()
         answers = batch.column("answer").to_pylist()
         judge = ctx.llm()
-        verdicts = judge.generate([request(ctx, "judge", question=q or "", answer=a or "")
-                                   for q, a in zip(questions, answers)]) if len(batch) else []
-
-        counters: dict[str, int] = {}
-        dropped: list[tuple[int, str]] = []
+        verdicts = self.ask(ctx, "judge", [{"question": q or "", "answer": a or ""} for q, a in zip(questions, answers)],
+                            llm=judge)
+        out = Outcome()
         judgement: dict[int, str] = {}
         to_supplement: list[int] = []
         for i, result in enumerate(verdicts):
-            reason = failure_reason(result)
+            reason = self.failure(result)
             if reason:
-                dropped.append((i, reason))
-                bump(counters, f"judge_{reason}")
+                out.drop(i, reason, counter=f"judge_{reason}")
                 continue
-            decision = parse_decision(result.text)
-            label = {True: "yes", False: "no", None: "unparseable"}[decision]
+            label = {True: "yes", False: "no", None: "unparseable"}[parse_decision(result.text)]
             judgement[i] = label
-            bump(counters, f"cot_{label}")
+            out.count(f"cot_{label}")
             if label == "unparseable":
-                bump(counters, "unparseable_cot_judgement")
-                if self.params["on_unparseable"] == "drop":
-                    dropped.append((i, "unparseable_cot_judgement"))
+                out.count("unparseable_cot_judgement")
+                if p.on_unparseable == "drop":
+                    out.drop(i, "unparseable_cot_judgement")
                     continue
-            if label == "no" or (label == "unparseable" and self.params["on_unparseable"] == "supplement"):
+            if label == "no" or (label == "unparseable" and p.on_unparseable == "supplement"):
                 to_supplement.append(i)
 
-        slot = MODES[self.params["mode"]]
-        writer = ctx.llm(self.params["supplement_llm"]) if self.params["supplement_llm"] else judge
-        fields = ({"question": questions[i] or "", "answer": answers[i] or ""} for i in to_supplement)
-        if slot == "distill":
-            fields = ({"question": questions[i] or ""} for i in to_supplement)
-        written = writer.generate([request(ctx, slot, **f) for f in fields]) if to_supplement else []
-
-        new_answer = dict(enumerate(answers))
+        slot = MODES[p.mode]
+        writer = ctx.llm(p.supplement_llm) if p.supplement_llm else judge
+        fields = [{"question": questions[i] or ""} if slot == "distill" else
+                  {"question": questions[i] or "", "answer": answers[i] or ""} for i in to_supplement]
         supplemented: set[int] = set()
-        for i, result in zip(to_supplement, written):
-            reason = failure_reason(result)
+        for i, result in zip(to_supplement, self.ask(ctx, slot, fields, llm=writer)):
+            reason = self.failure(result)
             text = None if reason else parse_solution(result.text)
             if reason is None and text is None:
                 reason = "empty_supplement"
             if reason:
-                dropped.append((i, reason))
-                bump(counters, reason if reason == "empty_supplement" else f"supplement_{reason}")
+                out.drop(i, reason, counter=reason if reason == "empty_supplement" else f"supplement_{reason}")
                 continue
-            new_answer[i] = text
+            out.keep(i, answer=text)
             supplemented.add(i)
-        counters["cot_supplemented"] = len(supplemented)
+        out.counters["cot_supplemented"] = len(supplemented)
+        for i, label in judgement.items():
+            out.keep(i, {"cot_judgement": label, "cot_supplemented": i in supplemented}, cot_supplemented=i in supplemented)
 
-        gone = {i for i, _ in dropped}
-        keep = [i for i in range(len(batch)) if i not in gone]
-        kept = batch.take(pa.array(keep, pa.int64()))
-        kept = records.set_column(kept, "answer", [new_answer[i] for i in keep], pa.string())
-        kept = records.set_column(kept, "cot_supplemented", [i in supplemented for i in keep], pa.bool_())
-        if keep:
-            step = {"stage": self.label, "mode": self.params["mode"], **model_ref(judge),
-                    **prompt_ref(ctx, "judge"), "on_unparseable": self.params["on_unparseable"]}
-            step.update({"supplement_" + k: v for k, v in model_ref(writer).items()})
-            step.update(prompt_ref(ctx, slot, key="supplement_prompt"))
-            kept = records.add_step(kept, step, [{"cot_judgement": judgement[i], "cot_supplemented": i in supplemented}
-                                                 for i in keep])
-        return StageOutput(kept=kept, dropped=sorted(dropped), counters=counters)
+        step = {"stage": self.label, "mode": p.mode, **self.model_ref(judge), **self.prompt_ref(ctx, "judge"),
+                "on_unparseable": p.on_unparseable, **self.model_ref(writer, key="supplement_"),
+                **self.prompt_ref(ctx, slot, key="supplement_prompt")}
+        return self.finish(batch, out, step, {"answer": pa.string(), "cot_supplemented": pa.bool_()})

@@ -8,7 +8,7 @@ Three steps per row, cheapest first:
    all selected benchmarks), and ask the LLM whether each pair is the same question (prompt slot
    "judge"). Any YES                                                        -> drop "contaminated_judge"
 
-Judgement outcomes: YES/NO as parsed by parsers.parse_decision. An unparseable reply counts as
+Judgement outcomes: YES/NO as parsed by replies.parse_decision. An unparseable reply counts as
 "unparseable_judgement" and is treated as NO (the paper does not say what it did; the authors' code drops a
 row only when all 5 are unparseable, available as drop_if_all_unparseable: true). A reply that hit
 max_tokens or failed ("length"/"error") is not an answer: unless another neighbour was judged YES, the row is
@@ -56,9 +56,10 @@ from ..contamination.registry import (BenchmarkError, BenchmarkQuestion, fingerp
 from ..contamination.matching import NgramIndex, top_k
 from ..engine import records
 from ..engine.records import ID, PROVENANCE
-from ..engine.stage import Stage, StageError, StageOutput, register
+from ..engine.stage import Stage, StageError, StageOutput
 from ..engine.storage import artifact_cache_dir, publish_dir, write_atomic
-from ..parsers import parse_decision
+from ..engine.params import param
+from .replies import parse_decision
 
 METHODS = ("exact", "ngram", "judge")
 COUNTER_PREFIX = "contaminated:"
@@ -130,52 +131,59 @@ def _registry_path(registry: str | None) -> str | None:
     return str(packaged) if packaged.exists() else registry
 
 
-@register
+def _search_device(value: str) -> bool:
+    return value in ("cpu", "auto") or value.startswith("cuda")
+
+
 class Decontaminate(Stage):
     name = "decontaminate"
+    summary = ("drop questions that match a benchmark question: exact, 13-gram, or embedding top-k + LLM judge "
+               "(paper §2.3; bge-large-en-v1.5, top-5, Llama-3.3-70B judge)")
     kind = "map"
     inputs = (ID, PROVENANCE, "question")
     outputs = ()
-    defaults = {
-        "registry": None,                  # registry YAML; null = the packaged pipelines/benchmarks.yaml
-        "benchmarks": "paper",             # a set name, or a list of benchmark / set names
-        "question_field": "question",
-        "ngram": 13,
-        "ngram_min_words": 8,
-        "frequent_phrases": [],            # stock phrases that are never n-gram evidence (besides shared runs)
-        "top_k": 5,
-        "min_similarity": None,            # null: judge every top-k pair (the paper)
-        "drop_if_all_unparseable": False,  # true: the authors' code
-        "index_cache_dir": None,           # null: $MEGASCIENCE_ARTIFACT_CACHE or ~/.cache/megascience/artifacts
-        "search_device": "cpu",            # "cpu" (numpy), "cuda", or "auto" (the GPU when torch sees one)
-    }
+    default_prompts = {"judge": "decontam_judge.txt"}     # not required: rows that reach the judge need it
+
+    @dataclass(frozen=True)
+    class Params:
+        registry: str | None = param(None, "benchmark registry YAML (null: the packaged pipelines/benchmarks.yaml)")
+        benchmarks: str | list[str] = param("paper", "a set name, or a list of benchmark / set names")
+        question_field: str = param("question", "the column holding the question text")
+        ngram: int = param(13, "words per n-gram window", min=1)
+        ngram_min_words: int = param(8, "shorter benchmark questions (of at least this many words) count as "
+                                        "one whole window", min=1)
+        frequent_phrases: list[str] = param([], "stock phrases that are never n-gram evidence")
+        top_k: int = param(5, "nearest benchmark questions sent to the judge", min=1)
+        min_similarity: float | None = param(None, "pairs below this cosine are not judged (null: judge every "
+                                                   "top-k pair, the paper)", min=-1, max=1)
+        drop_if_all_unparseable: bool = param(False, "drop a row whose judgements are all unparseable (the "
+                                                     "authors' code)")
+        index_cache_dir: str | None = param(None, "where the benchmark embeddings are kept (null: "
+                                                  "$MEGASCIENCE_ARTIFACT_CACHE or ~/.cache/megascience/artifacts)")
+        search_device: str = param("cpu", "top-k search on cpu (numpy), cuda[:N], or auto (the GPU if torch "
+                                          "sees one)")
+
+        def __post_init__(self):
+            if not self.question_field:
+                raise ValueError("question_field must be a column name")
+            if not self.ngram_min_words <= self.ngram:
+                raise ValueError(f"need integers 1 <= ngram_min_words <= ngram, got ngram={self.ngram!r}, "
+                                 f"ngram_min_words={self.ngram_min_words!r}")
+            if not _search_device(self.search_device):
+                raise ValueError("search_device must be cpu, cuda[:N] or auto")
+            if not self.benchmarks:
+                raise ValueError("benchmarks must name a set or list benchmarks")
+            if not all(x.strip() for x in self.frequent_phrases):
+                raise ValueError("frequent_phrases must be a list of non-empty strings")
 
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)
         p = self.params
-        if not isinstance(p["question_field"], str) or not p["question_field"]:
-            raise StageError(f"stage {self.label!r}: question_field must be a column name")
         self.inputs = (ID, PROVENANCE, p["question_field"])
-        if not isinstance(p["top_k"], int) or p["top_k"] < 1:
-            raise StageError(f"stage {self.label!r}: top_k must be a positive integer, got {p['top_k']!r}")
-        if not isinstance(p["ngram"], int) or not isinstance(p["ngram_min_words"], int) \
-                or not 1 <= p["ngram_min_words"] <= p["ngram"]:
-            raise StageError(f"stage {self.label!r}: need integers 1 <= ngram_min_words <= ngram, "
-                             f"got ngram={p['ngram']!r}, ngram_min_words={p['ngram_min_words']!r}")
-        floor = p["min_similarity"]
-        if floor is not None and not (isinstance(floor, (int, float)) and -1 <= floor <= 1):
-            raise StageError(f"stage {self.label!r}: min_similarity must be null or a cosine in [-1, 1]")
-        if not (p["search_device"] in ("cpu", "auto") or str(p["search_device"]).startswith("cuda")):
-            raise StageError(f"stage {self.label!r}: search_device must be cpu, cuda[:N] or auto")
-        if not p["benchmarks"]:
-            raise StageError(f"stage {self.label!r}: benchmarks must name a set or list benchmarks")
         try:   # names are checked now; the questions are read when the first batch arrives
             load_registry(_registry_path(p["registry"])).select(p["benchmarks"])
         except BenchmarkError as e:
             raise StageError(f"stage {self.label!r}: {e}") from None
-        phrases = p["frequent_phrases"]
-        if not isinstance(phrases, list) or not all(isinstance(x, str) and x.strip() for x in phrases):
-            raise StageError(f"stage {self.label!r}: frequent_phrases must be a list of non-empty strings")
         self._index: BenchmarkIndex | None = None
 
     def preflight(self) -> None:

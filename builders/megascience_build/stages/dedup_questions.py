@@ -22,14 +22,16 @@ normalisation).  Parameters:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from ..near_duplicates import minhash
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
+from ..engine.params import param
+from ..engine.stage import Stage, StageError, StageOutput
 
 CLUSTER = "dedup_cluster"
 CLUSTER_SIZE = "dedup_cluster_size"
@@ -37,32 +39,41 @@ PAPER_PARAMS = ("threshold", "num_perm", "bands", "rows", "ngram", "verify", "mi
                 "false_positive_weight", "false_negative_weight", "seed")
 
 
-@register
 class DedupQuestions(Stage):
     name = "dedup_questions"
+    summary = "near-duplicate questions removed: MinHash LSH on word 3-grams, Jaccard 0.6 (paper §2.3)"
     kind = "global"
     inputs = (records.ID, records.PROVENANCE)          # plus the text column, see check_schema
     outputs = (CLUSTER, CLUSTER_SIZE)
-    defaults = {"mode": "paper", "column": "question", "threshold": 0.6, "num_perm": 128, "bands": None,
-                "rows": None, "ngram": 3, "verify": "exact", "min_tokens": 0, "false_positive_weight": 0.2,
-                "false_negative_weight": 0.8, "seed": None, "threads": None}
+
+    @dataclass(frozen=True)
+    class Params:
+        mode: Literal[minhash.MODES] = param("paper", "paper: threshold, derived bands, verified candidates; "
+                                                           "authors: the authors' text-dedup run")
+        column: str = param("question", "the text column")
+        threshold: float = param(0.6, "Jaccard threshold (paper mode)")
+        num_perm: int = param(128, "MinHash permutations (paper mode)")
+        bands: int | None = param(None, "LSH bands (null: derived from the threshold; with `rows`)")
+        rows: int | None = param(None, "rows per band (null: derived; with `bands`)")
+        ngram: int = param(3, "words per shingle (paper mode)")
+        verify: str = param("exact", "candidates verified by exact Jaccard (exact), estimated, or not (none)")
+        min_tokens: int = param(0, "questions with fewer tokens are dropped as too_short (paper mode)")
+        false_positive_weight: float = param(0.2, "weight of false positives when deriving bands and rows")
+        false_negative_weight: float = param(0.8, "weight of false negatives when deriving bands and rows")
+        seed: int | None = param(None, "seed of the permutations (null: the pipeline seed; paper mode)")
+        threads: int | None = param(None, "worker threads for hashing (null: all CPUs)", min=1)
+
+        def __post_init__(self):
+            if not self.column:
+                raise ValueError("parameter 'column' must be a column name")
 
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)
-        given = dict(params or {})
-        mode = self.params["mode"]
-        if mode not in minhash.MODES:
-            raise StageError(f"stage {self.label!r}: parameter 'mode' must be one of {minhash.MODES}, got {mode!r}")
-        if mode == "authors":
-            fixed = sorted(set(given) & set(PAPER_PARAMS))
+        if self.settings.mode == "authors":
+            fixed = sorted(set(params or {}) & set(PAPER_PARAMS))
             if fixed:
                 raise StageError(f"stage {self.label!r}: mode 'authors' reproduces the authors' run and takes no "
                                  f"algorithm parameter, got {fixed}")
-        if not isinstance(self.params["column"], str) or not self.params["column"]:
-            raise StageError(f"stage {self.label!r}: parameter 'column' must be a column name")
-        threads = self.params["threads"]
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise StageError(f"stage {self.label!r}: parameter 'threads' must be a positive integer, got {threads!r}")
         self.config(seed=0)                              # every parameter problem surfaces before any work
 
     def config(self, seed: int) -> minhash.DedupConfig:

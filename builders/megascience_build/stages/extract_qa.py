@@ -19,13 +19,18 @@ Input: the rows of the `chunk` stage. The chunk text is read from `chunk_text` o
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
-from ..parsers import parse_qa_pairs
-from ._textbook_llm import PROMPT_FILES, bump, discipline_of, failure_reason, model_ref, provenance_with_step, request
+from ..engine.llm_stage import LLMStage, Outcome
+from ..engine.params import param
+from ..engine.stage import StageError, StageOutput
+from ._textbook_llm import DISCIPLINES, discipline_of, provenance_with_step
+from .replies import clean
 
 STANDARDS = ("high", "low")
 OUTPUT_SCHEMA = pa.schema([
@@ -34,23 +39,85 @@ OUTPUT_SCHEMA = pa.schema([
     (records.PROVENANCE, pa.string()),
 ])
 
+# A label at the start of a line, with the decorations small models add: markdown bold/italics,
+# headings, list bullets, numbering ("Question 2:", "2. Question:", "Q2:"), full-width colon.
+_QA_LABEL = re.compile(
+    r"^[ \t>#*_\-]*(?:\d+[.)][ \t]*)?[*_]*"
+    r"(?P<kind>question|answer|solution|the answer is|q|a)"
+    r"(?:[ \t]*\#?[ \t]*\d+)?[ \t]*[*_]*[ \t]*[:：][ \t]*[*_]*[ \t]*",
+    re.I | re.M)
+_INLINE_ANSWER = re.compile(r"[ \t]+[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*", re.I)
+_NUMBERED_ITEM = re.compile(r"^[ \t]*\d+[.)][ \t]+(?P<q>\S[^\n]*?)[ \t]+[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*(?P<a>\S[^\n]*)$",
+                            re.I | re.M)
+# The "no pair here" marker, alone on its line, possibly bracketed or bold ("[NO QA]", "**NO_QA**").
+_NO_QA_LINE = re.compile(r"^[ \t*_\[(`\"']*NO[ _\-]?QA[ \t*_\])`\"'.]*$", re.I | re.M)
 
-@register
-class ExtractQA(Stage):
+
+def parse_qa_pairs(text: object) -> list[tuple[str, str]] | None:
+    """Question/answer pairs from an extraction reply.
+
+    Returns the pairs in order; [] when the model said NO_QA and gave no pair; None when the reply
+    has neither a complete pair nor the NO_QA marker (unparseable). A question with no answer
+    before the next question is skipped, never merged into its neighbour; a pair repeated verbatim
+    (small models loop) is kept once. Labels count only at the start of a line, so a "question:"
+    inside a sentence does not cut an answer short; the one exception is a one-line
+    "Question: ... Answer: ..." with no answer label after it. With no labelled pair at all, a
+    numbered exercise line "3. <question> Answer: <answer>" counts as a pair.
+    """
+    if not isinstance(text, str):
+        return None
+    try:
+        labels = list(_QA_LABEL.finditer(text))
+        pairs: list[tuple[str, str]] = []
+
+        def add(q: str, a: str) -> None:
+            q, a = clean(_NO_QA_LINE.sub("", q)), clean(_NO_QA_LINE.sub("", a))
+            if q and a and (q, a) not in pairs:
+                pairs.append((q, a))
+
+        question: str | None = None
+        for i, m in enumerate(labels):
+            end = labels[i + 1].start() if i + 1 < len(labels) else len(text)
+            body = text[m.end():end]
+            kind = m.group("kind").lower()
+            next_is_answer = i + 1 < len(labels) and labels[i + 1].group("kind").lower() not in ("question", "q")
+            if kind in ("question", "q"):
+                inline = _INLINE_ANSWER.search(body)
+                if inline and not next_is_answer:          # "Question: ... Answer: ..." on one line
+                    add(body[:inline.start()], body[inline.end():])
+                    question = None
+                else:
+                    question = body
+            elif question is not None:
+                add(question, body)
+                question = None
+        if not pairs:                                      # a numbered exercise list: "3. ... Answer: ..."
+            for m in _NUMBERED_ITEM.finditer(text):
+                add(m.group("q"), m.group("a"))
+        if pairs:
+            return pairs
+        return [] if _NO_QA_LINE.search(text) else None
+    except Exception:  # noqa: BLE001 - a parser of model output must never raise
+        return None
+
+
+class ExtractQA(LLMStage):
     name = "extract_qa"
+    summary = "question-answer pairs from each chunk, high and low standard (paper §2.2; Llama-3.3-70B-Instruct)"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "subject")          # plus `chunk_text` or `text`
     outputs = ("question", "answer", "chunk_id", "standard")
-    prompt_slots = tuple(PROMPT_FILES["extract_qa"])
-    defaults = {"standards": ["high", "low"]}
+    default_prompts = {f"{s}_{d}": f"extract_{s}_{d}.txt" for s in STANDARDS for d in DISCIPLINES}
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        standards = self.params["standards"]
-        if (not isinstance(standards, (list, tuple)) or not standards
-                or any(s not in STANDARDS for s in standards) or len(set(standards)) != len(standards)):
-            raise StageError(f"stage {self.label!r}: parameter 'standards' must be a non-empty list drawn from "
-                             f"{list(STANDARDS)} without repeats, got {standards!r}")
+    @dataclass(frozen=True)
+    class Params:
+        standards: list[Literal["high", "low"]] = param(
+            ["high", "low"], "the extraction standards to run on each chunk (the paper ran both)")
+
+        def __post_init__(self):
+            if not self.standards or len(set(self.standards)) != len(self.standards):
+                raise ValueError(f"parameter 'standards' must be a non-empty list drawn from {list(STANDARDS)} "
+                                 f"without repeats, got {self.standards!r}")
 
     def check_schema(self, schema: pa.Schema) -> None:
         super().check_schema(schema)
@@ -64,61 +131,50 @@ class ExtractQA(Stage):
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         rows = batch.to_pylist()
         text_column = "chunk_text" if "chunk_text" in batch.column_names else "text"
-        counters: dict[str, int] = {}
-        dropped: list[tuple[int, str]] = []
+        out = Outcome()
         jobs: list[tuple[int, str, str]] = []        # (chunk position, standard, slot)
         reqs = []
         for i, row in enumerate(rows):
             discipline = discipline_of(row.get("subject"))
             if discipline is None:
-                dropped.append((i, "unknown_subject"))
+                out.drop(i, "unknown_subject")
                 continue
             text = row.get(text_column)
             row["chunk_text"] = text
             if not isinstance(text, str) or not text.strip():
-                dropped.append((i, "empty_chunk"))
+                out.drop(i, "empty_chunk")
                 continue
-            for standard in self.params["standards"]:
-                slot = f"{standard}_{discipline}"
-                jobs.append((i, standard, slot))
-                reqs.append(request(ctx, slot, chunk=text))
+            for standard in self.settings.standards:
+                jobs.append((i, standard, f"{standard}_{discipline}"))
+                reqs.append(self.request(ctx, jobs[-1][2], chunk=text))
 
         llm = ctx.llm()
         results = llm.generate(reqs) if reqs else []
-        model = model_ref(llm)
-        out: list[dict] = []
+        pair_rows: list[dict] = []
         outcome: dict[int, list[str]] = {}           # chunk position -> reasons of requests that gave no pair
         for (i, standard, slot), result in zip(jobs, results):
-            failed = failure_reason(result)
+            failed = self.failure(result)
             pairs = None if failed else parse_qa_pairs(result.text)
-            if failed:
-                bump(counters, f"{standard}_{failed}")
-                outcome.setdefault(i, []).append(failed)
+            reason = failed or ("unparseable" if pairs is None else None if pairs else "no_qa")
+            if reason:
+                out.count(f"{standard}_{reason}")
+                outcome.setdefault(i, []).append(reason)
                 continue
-            if pairs is None:
-                bump(counters, f"{standard}_unparseable")
-                outcome.setdefault(i, []).append("unparseable")
-                continue
-            if not pairs:
-                bump(counters, f"{standard}_no_qa")
-                outcome.setdefault(i, []).append("no_qa")
-                continue
-            bump(counters, f"{standard}_pairs", len(pairs))
-            out.extend(self._pair_rows(rows[i], standard, ctx.prompt(slot), model, pairs))
+            out.count(f"{standard}_pairs", len(pairs))
+            pair_rows.extend(self._pair_rows(rows[i], standard, self.step(ctx, llm, slot, standard=standard), pairs))
 
-        with_pairs = {r["chunk_id"] for r in out}
+        with_pairs = {r["chunk_id"] for r in pair_rows}
         for i, reasons in sorted(outcome.items()):
             if rows[i][records.ID] in with_pairs:
                 continue
             generation = [r for r in reasons if r.startswith("generation_")]
-            dropped.append((i, generation[0] if generation else
-                            "unparseable" if "unparseable" in reasons else "no_qa"))
-        counters["chunks_with_pairs"] = len(with_pairs)
-        counters["pairs"] = len(out)
-        kept = pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
-        return StageOutput(kept=kept, dropped=sorted(dropped), counters=counters)
+            out.drop(i, generation[0] if generation else "unparseable" if "unparseable" in reasons else "no_qa")
+        out.counters["chunks_with_pairs"] = len(with_pairs)
+        out.counters["pairs"] = len(pair_rows)
+        kept = pa.Table.from_pylist(pair_rows, schema=OUTPUT_SCHEMA)
+        return StageOutput(kept=kept, dropped=sorted(out.dropped), counters=out.counters)
 
-    def _pair_rows(self, chunk: dict, standard: str, tmpl, model: dict, pairs: list[tuple[str, str]]):
+    def _pair_rows(self, chunk: dict, standard: str, step: dict, pairs: list[tuple[str, str]]):
         chunk_id = chunk[records.ID]
         prov = chunk.get(records.PROVENANCE) or "{}"
         try:
@@ -131,7 +187,6 @@ class ExtractQA(Stage):
                 origin[key] = chunk[key]
         if chunk.get("pages") is None and chunk.get("page_start") is not None:
             origin["pages"] = [chunk["page_start"], chunk.get("page_end", chunk["page_start"])]
-        step = {"stage": self.label, **model, "prompt": tmpl.name, "prompt_sha256": tmpl.sha256, "standard": standard}
         for k, (question, answer) in enumerate(pairs):
             yield {
                 records.ID: records.content_id(chunk_id, standard, k),

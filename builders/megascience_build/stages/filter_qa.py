@@ -14,56 +14,49 @@ authors' keep-only-YES rule does, because a pair nobody vouched for should not e
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import pyarrow as pa
 
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
-from ..parsers import parse_decision
-from ._textbook_llm import bump, failure_reason, model_ref, prompt_ref, request
+from ..engine.llm_stage import LLMStage, Outcome
+from ..engine.params import param
+from ..engine.stage import StageOutput
+from .replies import parse_decision
 
 
-@register
-class FilterQA(Stage):
+class FilterQA(LLMStage):
     name = "filter_qa"
+    summary = "reject contradictory, incomplete or context-dependent pairs (paper §2.4; Llama-3.3-70B-Instruct)"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "answer")
     outputs = ()
-    prompt_slots = ("filter",)
-    defaults = {"on_unparseable": "drop"}
+    default_prompts = {"filter": "filter_qa.txt"}
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.params["on_unparseable"] not in ("drop", "keep"):
-            raise StageError(f"stage {self.label!r}: parameter 'on_unparseable' must be 'drop' or 'keep', "
-                             f"got {self.params['on_unparseable']!r}")
+    @dataclass(frozen=True)
+    class Params:
+        on_unparseable: Literal["drop", "keep"] = param(
+            "drop", "a reply without a readable decision drops the pair, or keeps it (demonstration models only)")
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         llm = ctx.llm()
         pairs = zip(batch.column("question").to_pylist(), batch.column("answer").to_pylist())
-        results = llm.generate([request(ctx, "filter", question=q or "", answer=a or "") for q, a in pairs]) \
-            if len(batch) else []
-        counters: dict[str, int] = {}
-        dropped: list[tuple[int, str]] = []
-        keep: list[int] = []
-        verdicts: list[str] = []
+        results = self.ask(ctx, "filter", [{"question": q or "", "answer": a or ""} for q, a in pairs], llm=llm)
+        out = Outcome()
+        accepted = 0
         for i, result in enumerate(results):
-            reason = failure_reason(result)
+            reason = self.failure(result)
             if reason is None:
                 verdict = parse_decision(result.text)
                 reason = None if verdict else "filter_rejected" if verdict is False else "unparseable_filter_verdict"
-            if reason:
-                bump(counters, reason)
-                if reason == "unparseable_filter_verdict" and self.params["on_unparseable"] == "keep":
-                    keep.append(i)
-                    verdicts.append("unparseable")
-                    continue
-                dropped.append((i, reason))
+            if reason == "unparseable_filter_verdict" and self.settings.on_unparseable == "keep":
+                out.count(reason)
+                out.keep(i, {"filter_verdict": "unparseable"})
+            elif reason:
+                out.drop(i, reason, counter=reason)
             else:
-                keep.append(i)
-                verdicts.append("yes")
-        counters["filter_accepted"] = verdicts.count("yes")
-        kept = batch.take(pa.array(keep, pa.int64()))
-        if keep:
-            kept = records.add_step(kept, {"stage": self.label, **model_ref(llm), **prompt_ref(ctx, "filter")},
-                                    [{"filter_verdict": v} for v in verdicts])
-        return StageOutput(kept=kept, dropped=dropped, counters=counters)
+                accepted += 1
+                out.keep(i, {"filter_verdict": "yes"})
+        out.counters["filter_accepted"] = accepted
+        return self.finish(batch, out, self.step(ctx, llm, "filter"))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ..engine import records
-from ..engine.stage import Stage, StageOutput, register
-from ._textbook_llm import bump, discipline_of
+from ..engine.stage import Stage, StageOutput
+from ._textbook_llm import discipline_of
 
 RELEASED_SUBJECT = {"mathematics": "math", "physics": "physics", "chemistry": "chemistry", "biology": "biology",
                     "medicine": "medicine", "computer_science": "cs", "economics": "economics"}
@@ -34,13 +34,12 @@ def released_subject(subject: object) -> tuple[str, bool]:
     return (subject.strip().lower() if isinstance(subject, str) else ""), False
 
 
-@register
 class Finalize(Stage):
     name = "finalize"
+    summary = "the released schema (question, answer, subject, reference_answer) plus id and provenance"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, *RELEASED_COLUMNS)
     outputs = RELEASED_COLUMNS
-    defaults = {}
 
     def output_columns(self, input_names):
         return list(OUTPUT_SCHEMA.names)
@@ -57,7 +56,7 @@ class Finalize(Stage):
                 continue
             subject, known = released_subject(row["subject"])
             if not known:
-                bump(counters, "subject_unmapped")
+                counters["subject_unmapped"] = counters.get("subject_unmapped", 0) + 1
             out.append({**row, "question": question, "answer": answer, "subject": subject,
                         "reference_answer": (row["reference_answer"] or "").strip()})
         kept = pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 
 import fsspec
 import pyarrow as pa
 import pypdf
 
 from ..engine import records
-from ..engine.stage import Stage, StageOutput, register
+from ..engine.params import param
+from ..engine.stage import Stage, StageOutput
 from ..textbooks.book import Book, BookReadError, text_hash
 from ..textbooks.olmocr import read_olmocr
 from ..textbooks.pdf import read_pdf
@@ -61,14 +63,17 @@ def book_id(book: Book) -> str:
     return records.content_id("book", text_hash(book.text))
 
 
-@register
 class IngestBooks(Stage):
     name = "ingest_books"
+    summary = "one row per book from PDF, olmOCR JSONL or text files"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "path")
     outputs = tuple(BOOK_SCHEMA.names)
-    # root: file paths are recorded in provenance relative to this folder (default: as given)
-    defaults = {"root": None}
+
+    @dataclass(frozen=True)
+    class Params:
+        root: str | None = param(None, "file paths are recorded in provenance relative to this folder "
+                                       "(null: as given)")
 
     def output_columns(self, input_names):
         return list(BOOK_SCHEMA.names)      # a book row replaces the file row
@@ -118,8 +123,8 @@ class IngestBooks(Stage):
         return books
 
     def _shown_path(self, path: str, prov: str | None) -> str:
-        if self.params["root"]:
-            return os.path.relpath(path, self.params["root"])
+        if self.settings.root:
+            return os.path.relpath(path, self.settings.root)
         try:
             origin = records.origin_of(prov) if prov else {}
         except (ValueError, KeyError, TypeError):
@@ -143,11 +148,11 @@ class IngestBooks(Stage):
 _READERS = {"pdf": f"pypdf {pypdf.__version__}", "olmocr": "olmocr-dolma-jsonl", "text": "text"}
 
 
-@register
 class DedupBooks(Stage):
     """Exact duplicate books (same normalised-text hash, hence the same id) keep the first by sorted
     (source_file, provenance line); the others are dropped as duplicate_book."""
     name = "book_dedup"
+    summary = "exact duplicate books (same normalised-text hash) dropped"
     kind = "global"
     inputs = (records.ID, records.PROVENANCE, "source_file")
 

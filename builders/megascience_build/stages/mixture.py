@@ -13,34 +13,50 @@ mixture (global): TextbookReasoning in full + NaturalReasoning random subset + N
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..selection import subsets as sel
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
+from ..engine.params import param
+from ..engine.stage import Stage, StageError, StageOutput
 from ..upstream.adapters import SOURCE_TEXTBOOK, SOURCES
 
 SUBSET_COLUMNS = {"difficulty": "selected_difficulty", "length": "selected_length", "random": "selected_random",
                   "difficulty_distill": "selected_difficulty_distill"}
+SUBSET_COLUMN_NAMES = tuple(sorted(SUBSET_COLUMNS.values()))
 MIXTURE_COLUMNS = (records.ID, "question", "answer", "subject", "reference_answer", "source", records.PROVENANCE)
 SOURCE_ORDER = (SOURCE_TEXTBOOK, *(s.source_value for s in SOURCES.values()))
 
 
-@register
 class SelectSubsets(Stage):
     name = "select_subsets"
+    summary = "the paper's difficulty, length and random subsets of a pool as membership columns (paper §3.3)"
     kind = "global"
     inputs = (records.ID, records.PROVENANCE, sel.DIFFICULTY, sel.LENGTH, sel.LENGTH_EXCLUDED, sel.RANDOM)
     outputs = tuple(SUBSET_COLUMNS.values())
-    # parent: the configuration name of the pool (subset names are <parent>_difficulty, ...)
-    defaults = {"parent": None, "low": 1.0, "high": 9.0, "strict": True, "seed": None, "distill_below": None}
+
+    @dataclass(frozen=True)
+    class Params:
+        parent: str | None = param(None, "the pool's configuration name (required); subsets are "
+                                         "<parent>_difficulty, ...")
+        low: float = param(1.0, "difficulty subset: grades above this bound")
+        high: float = param(9.0, "difficulty subset: grades below this bound")
+        strict: bool = param(True, "the bounds are exclusive (the authors' code) or inclusive (the paper's wording)")
+        seed: int | None = param(None, "seed of the random subset (null: the pipeline seed)")
+        distill_below: float | None = param(None, "also mark the hardest questions, mean grade below this "
+                                                  "(selected_difficulty_distill)")
+
+        def __post_init__(self):
+            if not self.parent:
+                raise ValueError("parameter 'parent' (the pool's configuration name) is required")
 
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)
-        if not self.params["parent"] or not isinstance(self.params["parent"], str):
-            raise StageError(f"stage {self.label!r}: parameter 'parent' (the pool's configuration name) is required")
         try:
             self.bounds = sel.DifficultyBounds(float(self.params["low"]), float(self.params["high"]),
                                                bool(self.params["strict"]))
@@ -98,18 +114,19 @@ def verified_subset_records(table: pa.Table, plan: sel.PoolPlan) -> list[dict]:
     return records_out
 
 
-@register
 class KeepSubset(Stage):
     name = "keep_subset"
+    summary = "keep the rows of one membership column (others: not_selected)"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE)
-    defaults = {"column": None}
 
-    def __init__(self, params=None, **kw):
-        super().__init__(params, **kw)
-        if self.params["column"] not in SUBSET_COLUMNS.values():
-            raise StageError(f"stage {self.label!r}: parameter 'column' must be one of "
-                             f"{sorted(SUBSET_COLUMNS.values())}, got {self.params['column']!r}")
+    @dataclass(frozen=True)
+    class Params:
+        column: Literal[SUBSET_COLUMN_NAMES] | None = param(None, "the membership column (required)")
+
+        def __post_init__(self):
+            if self.column is None:
+                raise ValueError(f"parameter 'column' must be one of {list(SUBSET_COLUMN_NAMES)}, got None")
 
     def check_schema(self, schema: pa.Schema) -> None:
         super().check_schema(schema)
@@ -132,15 +149,18 @@ def source_of(provenance: str, repo_sources: dict[str, str]) -> str | None:
     return repo_sources.get(origin.get("repo")) if origin.get("kind") == "dataset" else None
 
 
-@register
 class Mixture(Stage):
     name = "mixture"
+    summary = "TextbookReasoning + NaturalReasoning random + Nemotron-Science difficulty subsets, with `source`"
     kind = "global"
     inputs = (records.ID, records.PROVENANCE, "question", "answer", "subject", "reference_answer")
     outputs = ("source",)
-    # expect: rows per source that the mixture must contain (null: no check), e.g. for the full build
-    defaults = {"sources": [SOURCE_TEXTBOOK, SOURCES["natural_reasoning"].source_value,
-                            SOURCES["nemotron_science"].source_value], "expect": None}
+
+    @dataclass(frozen=True)
+    class Params:
+        sources: list[str] = param([SOURCE_TEXTBOOK, SOURCES["natural_reasoning"].source_value,
+                                    SOURCES["nemotron_science"].source_value], "the sources the mixture takes")
+        expect: dict[str, int] | None = param(None, "rows per source the mixture must contain (null: no check)")
 
     def output_columns(self, input_names):
         return list(MIXTURE_COLUMNS)

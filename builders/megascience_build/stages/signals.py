@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -23,7 +24,9 @@ import pyarrow as pa
 
 from ..backends.base import GenerationRequest, SamplingParams
 from ..engine import records
-from ..engine.stage import Stage, StageError, StageOutput, register
+from ..engine.llm_stage import LLMStage, Outcome
+from ..engine.params import param
+from ..engine.stage import Stage, StageOutput
 from ..selection.subsets import uniform_u01
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -74,50 +77,46 @@ def count_tokens(texts: list[str], tokenizer: str | None, fallback: list[int]) -
     return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
 
-def _step(stage: Stage, gen, prompt, **extra) -> dict:
-    return {"stage": stage.label, "model": gen.model_id, "revision": gen.revision,
-            "prompt": prompt.name, "prompt_sha256": prompt.sha256, **extra}
-
-
 # --------------------------------------------------------------------------------------------- stages
-@register
-class ResponseLength(Stage):
+class ResponseLength(LLMStage):
     name = "response_length"
+    summary = "tokens of a reference model's response; over the limit: length_excluded (paper §3.3; Qwen2.5-72B)"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question")
     outputs = ("response_length", "length_excluded")
-    defaults = {"tokenizer": "Qwen/Qwen2.5-7B-Instruct", "max_response_tokens": 10_000}
+    default_prompts = {"response": "reference_response.txt"}
+
+    @dataclass(frozen=True)
+    class Params:
+        tokenizer: str | None = param("Qwen/Qwen2.5-7B-Instruct", "tokenizer that counts the response's tokens "
+                                                                  "(null: the model's own count)")
+        max_response_tokens: int = param(10_000, "longer (or failed) responses are length_excluded", min=1)
 
     def side_inputs(self):
-        return {"tokenizer_sha256": tokenizer_sha256(self.params["tokenizer"])}
-    prompt_slots = ("response",)
+        return {"tokenizer_sha256": tokenizer_sha256(self.settings.tokenizer)}
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
-        gen, prompt = ctx.llm(), ctx.prompt("response")
-        questions = batch.column("question").to_pylist()
-        results = gen.generate([GenerationRequest(prompt.render(question=q), ctx.sampling) for q in questions])
+        p = self.settings
+        gen = ctx.llm()
+        results = self.ask(ctx, "response", [{"question": q} for q in batch.column("question").to_pylist()], llm=gen)
         ok = [i for i, r in enumerate(results) if r.ok]
-        counts = count_tokens([results[i].text for i in ok], self.params["tokenizer"],
-                              [results[i].completion_tokens for i in ok])
+        counts = count_tokens([results[i].text for i in ok], p.tokenizer, [results[i].completion_tokens for i in ok])
         lengths: list[int | None] = [None] * len(results)
         for i, n in zip(ok, counts):
             lengths[i] = int(n)
-        limit = self.params["max_response_tokens"]
         # a truncated or failed response has no length; it is excluded from length selection only
-        excluded = [n is None or n > limit for n in lengths]
-        counters = {"reference_truncated": sum(r.finish_reason == "length" for r in results),
-                    "reference_error": sum(r.finish_reason == "error" for r in results),
-                    "length_excluded": sum(excluded)}
-        table = records.set_column(batch, "response_length", pa.array(lengths, pa.int64()))
-        table = records.set_column(table, "length_excluded", pa.array(excluded, pa.bool_()))
-        signals = [{"response_length": n, "length_excluded": e} for n, e in zip(lengths, excluded)]
-        table = records.add_step(table, _step(self, gen, prompt, tokenizer=self.params["tokenizer"],
-                                              max_response_tokens=limit), signals)
-        return StageOutput(kept=table, counters=counters)
+        excluded = [n is None or n > p.max_response_tokens for n in lengths]
+        out = Outcome(counters={"reference_truncated": sum(r.finish_reason == "length" for r in results),
+                                "reference_error": sum(r.finish_reason == "error" for r in results),
+                                "length_excluded": sum(excluded)})
+        for i, (n, e) in enumerate(zip(lengths, excluded)):
+            out.keep(i, {"response_length": n, "length_excluded": e}, response_length=n, length_excluded=e)
+        step = self.step(ctx, gen, "response", tokenizer=p.tokenizer, max_response_tokens=p.max_response_tokens)
+        return self.finish(batch, out, step, {"response_length": pa.int64(), "length_excluded": pa.bool_()},
+                           step_when_empty=True, take=False)
 
 
-@register
-class Difficulty(Stage):
+class Difficulty(LLMStage):
     """k policy answers per question, each graded 0-10 against the reference answer; the mean grade.
 
     Unparseable grades (and grader failures) are left out of the mean and counted. A policy sample that
@@ -129,38 +128,44 @@ class Difficulty(Stage):
                     subset; `ungraded_as_zero: true` gives the authors' 0 (then it falls below the low bound)
     """
     name = "difficulty"
+    summary = ("k policy answers per question graded 0-10 against the reference answer; their mean "
+               "(paper §3.3; Qwen2.5-7B x16, Qwen2.5-32B grader)")
     kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "reference_answer")
     outputs = ("difficulty", "difficulty_grades", "difficulty_unparseable", "difficulty_failed_samples",
                "difficulty_status")
-    defaults = {"samples": 16, "policy_role": "policy", "grader_role": "grader",
-                "grader_temperature": 0.0, "grader_top_p": 1.0, "grader_max_tokens": 2048,
-                "ungraded_as_zero": False}
-    prompt_slots = ("policy", "grader")
+    default_prompts = {"policy": "difficulty_policy.txt", "grader": "grade_response.txt"}
+    COLUMNS = {"difficulty": pa.float64(), "difficulty_grades": pa.list_(pa.float64()),
+               "difficulty_unparseable": pa.int32(), "difficulty_failed_samples": pa.int32(),
+               "difficulty_status": pa.string()}
 
-    def __init__(self, params=None, **kw):
-        super().__init__(params, **kw)
-        if not isinstance(self.params["samples"], int) or self.params["samples"] < 1:
-            raise StageError(f"stage {self.label!r}: parameter 'samples' must be a positive integer, "
-                             f"got {self.params['samples']!r}")
+    @dataclass(frozen=True)
+    class Params:
+        samples: int = param(16, "policy answers per question", min=1)
+        policy_role: str = param("policy", "model role (one of the stage's `llm:`) that answers")
+        grader_role: str = param("grader", "model role that grades")
+        grader_temperature: float = param(0.0, "the grader's sampling temperature", min=0)
+        grader_top_p: float = param(1.0, "the grader's top_p", min=0, max=1)
+        grader_max_tokens: int = param(2048, "the grader's max_tokens", min=1)
+        ungraded_as_zero: bool = param(False, "a question without a parseable grade gets difficulty 0 (the "
+                                              "authors' code) instead of null")
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
-        k = self.params["samples"]
-        policy, grader = ctx.llm(self.params["policy_role"]), ctx.llm(self.params["grader_role"])
-        ask, grade = ctx.prompt("policy"), ctx.prompt("grader")
+        p, k = self.settings, self.settings.samples
+        policy, grader = ctx.llm(p.policy_role), ctx.llm(p.grader_role)
         questions = batch.column("question").to_pylist()
         references = [(r or "").strip() for r in batch.column("reference_answer").to_pylist()]
         todo = [i for i, ref in enumerate(references) if ref]
 
-        answers = policy.generate([GenerationRequest(ask.render(question=questions[i]), ctx.sampling, j)
-                                   for i in todo for j in range(k)])
-        grader_sampling = SamplingParams(temperature=self.params["grader_temperature"],
-                                         top_p=self.params["grader_top_p"],
-                                         max_tokens=self.params["grader_max_tokens"], seed=ctx.sampling.seed)
+        # the j-th sample of a question is a request of its own (its own cache key)
+        answers = policy.generate([GenerationRequest(ctx.prompt("policy").render(question=questions[i]),
+                                                     ctx.sampling, j) for i in todo for j in range(k)])
+        grader_sampling = SamplingParams(temperature=p.grader_temperature, top_p=p.grader_top_p,
+                                         max_tokens=p.grader_max_tokens, seed=ctx.sampling.seed)
         pairs = [(i, a) for n, i in enumerate(todo) for a in answers[n * k:(n + 1) * k]]
         graded = [(i, a) for i, a in pairs if a.ok]
-        verdicts = grader.generate([GenerationRequest(grade.render(question=questions[i], reference_answer=references[i],
-                                                                   response=a.text), grader_sampling)
+        verdicts = grader.generate([self.request(ctx, "grader", grader_sampling, question=questions[i],
+                                                 reference_answer=references[i], response=a.text)
                                     for i, a in graded])
 
         n = batch.num_rows
@@ -176,40 +181,35 @@ class Difficulty(Stage):
                 grades[i].append(g)
 
         status = ["no_reference" if not references[i] else "ok" if grades[i] else "no_grade" for i in range(n)]
-        no_grade_mean = 0.0 if self.params["ungraded_as_zero"] else None
+        no_grade_mean = 0.0 if p.ungraded_as_zero else None
         means = [float(np.mean(g)) if s == "ok" else no_grade_mean if s == "no_grade" else None
                  for g, s in zip(grades, status)]
-
-        table = batch
-        for name, values, type_ in (("difficulty", means, pa.float64()),
-                                    ("difficulty_grades", grades, pa.list_(pa.float64())),
-                                    ("difficulty_unparseable", unparseable, pa.int32()),
-                                    ("difficulty_failed_samples", failed, pa.int32()),
-                                    ("difficulty_status", status, pa.string())):
-            table = records.set_column(table, name, pa.array(values, type_))
-        signals = [{"difficulty": m, "difficulty_grades": g, "difficulty_status": s}
-                   for m, g, s in zip(means, grades, status)]
-        step = _step(self, policy, ask, samples=k, policy_temperature=ctx.sampling.temperature,
-                     grader_model=grader.model_id, grader_revision=grader.revision,
-                     grader_prompt=grade.name, grader_prompt_sha256=grade.sha256,
-                     ungraded_as_zero=self.params["ungraded_as_zero"])
-        table = records.add_step(table, step, signals)
-        counters = {"no_reference": status.count("no_reference"), "no_grade": status.count("no_grade"),
-                    "unparseable_grades": sum(unparseable), "failed_policy_samples": sum(failed),
-                    "grader_failed": sum(not v.ok for v in verdicts)}
-        return StageOutput(kept=table, counters=counters)
+        out = Outcome(counters={"no_reference": status.count("no_reference"), "no_grade": status.count("no_grade"),
+                                "unparseable_grades": sum(unparseable), "failed_policy_samples": sum(failed),
+                                "grader_failed": sum(not v.ok for v in verdicts)})
+        for i in range(n):
+            out.keep(i, {"difficulty": means[i], "difficulty_grades": grades[i], "difficulty_status": status[i]},
+                     difficulty=means[i], difficulty_grades=grades[i], difficulty_unparseable=unparseable[i],
+                     difficulty_failed_samples=failed[i], difficulty_status=status[i])
+        step = self.step(ctx, policy, "policy", samples=k, policy_temperature=ctx.sampling.temperature,
+                         **self.model_ref(grader, key="grader_"), **self.prompt_ref(ctx, "grader", key="grader_prompt"),
+                         ungraded_as_zero=p.ungraded_as_zero)
+        return self.finish(batch, out, step, self.COLUMNS, step_when_empty=True, take=False)
 
 
-@register
 class RandomSignal(Stage):
     name = "random_signal"
+    summary = "uniform_u01(seed, id): a seeded number in [0, 1) per row"
     kind = "map"
     inputs = (records.ID, records.PROVENANCE)
     outputs = ("random_u01",)
-    defaults = {"seed": None}          # None: the pipeline seed
+
+    @dataclass(frozen=True)
+    class Params:
+        seed: int | None = param(None, "seed of the numbers (null: the pipeline seed)")
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
-        seed = ctx.seed if self.params["seed"] is None else int(self.params["seed"])
+        seed = ctx.seed if self.settings.seed is None else int(self.settings.seed)
         values = uniform_u01(seed, batch.column(records.ID).to_pylist())
         table = records.set_column(batch, "random_u01", pa.array(values, pa.float64()))
         table = records.add_step(table, {"stage": self.label, "seed": seed, "method": "blake2b(seed, id) -> [0, 1)"},
