@@ -2,7 +2,7 @@
 
 The prose per configuration family lives here so that an installed package can print it
 (`megascience card`); dataset_cards/<family>.md are these cards rendered, kept in the repository and
-checked against the catalogue by tests/loader/test_cards.py.
+checked against the catalogue by tests/loader/test_cards_and_training.py.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Write a dataset repository folder (DESIGN §4): at once a Hub dataset repository and a local
+"""Write a dataset repository folder: at once a Hub dataset repository and a local
 `datasets.load_dataset` target.
 
     <dest>/README.md                                   YAML `configs:` (default first), `dataset_info`, card, BibTeX

@@ -1,4 +1,4 @@
-"""Deterministic fixture rows in the released schemas with realistic lengths (DESIGN §7), for tests and
+"""Deterministic fixture rows in the released schemas with realistic lengths, for tests and
 benchmarks: TextbookReasoning questions ~64 tokens and answers ~410 tokens; MegaScience 171 and 693
 (about 1.3 tokens per word). Texts are drawn from a pool of random word sequences, so generating
 651,840 rows takes seconds; each row gets a unique prefix.
