@@ -35,6 +35,16 @@ def _rate(text: str) -> tuple[str, float]:
     return role, rate
 
 
+class _StagesHelp(argparse.Action):
+    """`stages --help`: the usage, then every built-in stage's prompts and parameters."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .stages.catalogue import builtin_stages, stage_help
+        parser.print_help()
+        print("\nstages:\n\n" + "\n".join(stage_help(cls) for cls in builtin_stages()), end="")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="megascience-build", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -103,7 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--publish", metavar="REPO_ID", help="upload to this Hub dataset repository and tag the commit")
     rel.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     rel.add_argument("--token-env", metavar="VAR", help="environment variable holding the Hub token")
+    st = sub.add_parser("stages", help="the stages a pipeline can name: kind, prompts, parameters", add_help=False,
+                        description="With no NAME: one line per stage. With NAMEs: each stage's prompt slots "
+                                    "(default files) and parameters (type, default, help), as a pipeline file's "
+                                    "`params:` takes them. --markdown: the README's stage table.")
+    st.add_argument("-h", "--help", action=_StagesHelp, nargs=0, help="show this help and every stage's parameters")
+    st.add_argument("names", nargs="*", metavar="NAME", help="stage names (default: every stage)")
+    st.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="also list the `STAGES` of this plugin module (repeatable), e.g. megascience_eval.stages")
+    st.add_argument("--markdown", action="store_true", help="print the README's stage table")
     return parser
+
+
+def cmd_stages(args) -> int:
+    from .stages.catalogue import builtin_stages, find_stage, markdown_table, plugin_stages, stage_help, stage_overview
+    try:
+        classes = [*builtin_stages(), *plugin_stages(args.plugin).values()]
+        picked = [find_stage(name, args.plugin) for name in args.names]
+    except (StageError, ImportError) as exc:
+        print(f"megascience-build: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.markdown:
+        print(markdown_table(picked or classes), end="")
+    elif picked:
+        print("\n".join(stage_help(cls) for cls in picked), end="")
+    else:
+        print(stage_overview(classes), end="")
+    return EXIT_OK
 
 
 def cmd_run(args) -> int:
@@ -230,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return {"run": cmd_run, "status": cmd_status, "report": cmd_report, "plan": cmd_plan,
-            "release": cmd_release}[args.command](args)
+            "release": cmd_release, "stages": cmd_stages}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The evaluation pipeline's stages, a plugin of the build engine (pipelines name this module in `plugins:`;
-the engine reads its `STAGES`): `eval_generate` asks the model, `eval_score` extracts and judges. Loading the questions is
-done before the run (megascience_eval.run writes them as the pipeline's parquet input).
+the engine reads its `STAGES`): `eval_generate` asks the model, `eval_score` extracts and judges. Loading the
+questions is done before the run (megascience_eval.run writes them as the pipeline's parquet input).
 
 Neither stage drops a row: a question whose generation failed (finish_reason "length" or "error") keeps
 its row, is extracted from whatever text came back, and is counted under its finish reason; one with no

@@ -1,9 +1,11 @@
 """The stage contract.
 
-A stage is a small class listed by name in stages/catalogue.py (or in a plugin module's `STAGES`). It declares the columns it reads and writes and the
-resources it needs, and transforms a batch (a pyarrow table) into the rows it keeps plus the rows it drops,
-each drop with a reason. It never mutates its input and never does I/O beyond its model calls, which go
-through `ctx` (and therefore through the shared request cache).
+A stage is a small class listed by name in stages/catalogue.py (or in a plugin module's `STAGES`). It declares
+the columns it reads and writes, its parameters (a frozen dataclass, see engine/params.py) and the resources
+it needs, and transforms a batch (a pyarrow table) into the rows it keeps plus the rows it drops, each drop
+with a reason. It never mutates its input and never does I/O beyond its model calls, which go through `ctx`
+(and therefore through the shared request cache). Stages that ask a generation model derive from
+engine/llm_stage.py's LLMStage.
 
 kind = "map":    process(batch) is applied to each batch of each shard independently, in any order.
 kind = "global": process(table) sees every row of the stage's input at once (deduplication, selection).

@@ -19,7 +19,8 @@ from ..engine import records
 from ..engine.llm_stage import LLMStage, Outcome
 from ..engine.params import param
 from ..engine.stage import StageOutput
-from ..textbooks.metadata import LEVEL_RANK, LEVELS, OTHER, SUBJECTS, normalise_level, normalise_subject, parse_book_metadata
+from ..textbooks.metadata import (LEVEL_RANK, LEVELS, OTHER, SUBJECTS, normalise_level, normalise_subject,
+                                  parse_book_metadata)
 
 log = logging.getLogger(__name__)
 PROMPT_SLOT = "classify"

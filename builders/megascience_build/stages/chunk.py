@@ -51,7 +51,8 @@ class ChunkBooks(Stage):
         super().__init__(*args, **kwargs)
         try:
             p = self.settings
-            self.chunk_params = ChunkParams(window=p.window_tokens, overlap=p.overlap_tokens, min_fill=float(p.min_fill))
+            self.chunk_params = ChunkParams(window=p.window_tokens, overlap=p.overlap_tokens,
+                                            min_fill=float(p.min_fill))
         except (TypeError, ValueError) as e:
             raise StageError(f"stage {self.label!r}: {e}") from None
         self.tokenizer()        # a tokenizer that cannot load is a configuration error, found before work

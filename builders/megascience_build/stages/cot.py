@@ -83,8 +83,8 @@ class SupplementCoT(LLMStage):
         questions = batch.column("question").to_pylist()
         answers = batch.column("answer").to_pylist()
         judge = ctx.llm()
-        verdicts = self.ask(ctx, "judge", [{"question": q or "", "answer": a or ""} for q, a in zip(questions, answers)],
-                            llm=judge)
+        verdicts = self.ask(ctx, "judge", [{"question": q or "", "answer": a or ""}
+                                           for q, a in zip(questions, answers)], llm=judge)
         out = Outcome()
         judgement: dict[int, str] = {}
         to_supplement: list[int] = []
@@ -121,7 +121,8 @@ class SupplementCoT(LLMStage):
             supplemented.add(i)
         out.counters["cot_supplemented"] = len(supplemented)
         for i, label in judgement.items():
-            out.keep(i, {"cot_judgement": label, "cot_supplemented": i in supplemented}, cot_supplemented=i in supplemented)
+            done = i in supplemented
+            out.keep(i, {"cot_judgement": label, "cot_supplemented": done}, cot_supplemented=done)
 
         step = {"stage": self.label, "mode": p.mode, **self.model_ref(judge), **self.prompt_ref(ctx, "judge"),
                 "on_unparseable": p.on_unparseable, **self.model_ref(writer, key="supplement_"),

@@ -56,9 +56,10 @@ from ..contamination.registry import (BenchmarkError, BenchmarkQuestion, fingerp
 from ..contamination.matching import NgramIndex, top_k
 from ..engine import records
 from ..engine.records import ID, PROVENANCE
+from ..engine.llm_stage import LLMStage
+from ..engine.params import param
 from ..engine.stage import Stage, StageError, StageOutput
 from ..engine.storage import artifact_cache_dir, publish_dir, write_atomic
-from ..engine.params import param
 from .replies import parse_decision
 
 METHODS = ("exact", "ngram", "judge")
@@ -138,7 +139,7 @@ def _search_device(value: str) -> bool:
 class Decontaminate(Stage):
     name = "decontaminate"
     summary = ("drop questions that match a benchmark question: exact, 13-gram, or embedding top-k + LLM judge "
-               "(paper §2.3; bge-large-en-v1.5, top-5, Llama-3.3-70B judge)")
+               "(paper §2.5; bge-large-en-v1.5, top-5, Llama-3.3-70B judge)")
     kind = "map"
     inputs = (ID, PROVENANCE, "question")
     outputs = ()
@@ -280,9 +281,10 @@ class Decontaminate(Stage):
             v = verdicts[row]
             v["judged"] += 1
             counters["judge_calls"] += 1
-            if result.finish_reason != "stop":
+            failed = LLMStage.failure(result)
+            if failed:
                 v["failed"].append(result.finish_reason)
-                counters[f"judge_generation_{result.finish_reason}"] += 1
+                counters[f"judge_{failed}"] += 1
                 continue
             decision = parse_decision(result.text)
             if decision is None:
