@@ -9,7 +9,10 @@
 #
 #   bash benchmarks/gpu_calls.sh throughput   # carry .gpu/common .gpu/p1; parks GGUF part 1 in /tmp
 #   bash benchmarks/gpu_calls.sh real         # carry .gpu/common .gpu/p2; the same warm machine, right after
-#   bash benchmarks/gpu_calls.sh big          # a 7-8B shape alone (MODEL3, default qwen2.5-7b)
+#   bash benchmarks/gpu_calls.sh big          # a 7-8B shape alone (MODEL3, default qwen2.5-7b; SCEN, PATHS)
+#   bash benchmarks/gpu_calls.sh parity       # carry .gpu/common .gpu/p2, right after throughput: parity only
+# Issue 13's second round (2026-12-04, 03:00 UTC on): throughput with PROFILE=1 and the paged paths, then
+#   parity with PARITY_SMALL=8, then MODEL3=llama-8b SCEN=single,b PATHS=static,paged-graphs big.
 # SMOKE=1 runs the same steps tiny on a CPU (a dry run of the script).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
@@ -35,14 +38,23 @@ S=${SMOKE:+--smoke}
 
 case "${1:-}" in
 throughput)
-  step "throughput: Qwen2-1.5B shape, static vs plain (single, a, b)"
+  step "throughput: Qwen2-1.5B shape, static vs plain vs paged (single, a, b)"
   $PY benchmarks/gpu_engine.py $S --tokenizer .gpu/common/smollm2-tok --skip parity,embeddings \
-      --models qwen2-1.5b --budget-s ${BUDGET:-520} --json "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.log"
+      --models qwen2-1.5b --budget-s ${BUDGET:-520} ${PROFILE:+--profile} \
+      --paths ${PATHS:-static,static-k1,plain,paged,paged-graphs} --paths-b ${PATHS_B:-static,paged-graphs,plain} \
+      --json "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.out"
   ;;
 big)
-  step "throughput: ${MODEL3:-qwen2.5-7b} shape, static vs plain (single, a)"
+  step "throughput: ${MODEL3:-qwen2.5-7b} shape (${SCEN:-single,a}; ${PATHS:-static,plain})"
   $PY benchmarks/gpu_engine.py $S --tokenizer .gpu/common/smollm2-tok --skip parity,embeddings \
-      --models ${MODEL3:-qwen2.5-7b} --scenarios a --budget-s ${BUDGET:-400} --json "$OUT/big.json" 2>&1 | tee "$OUT/big.log"
+      --models ${MODEL3:-qwen2.5-7b} --scenarios ${SCEN:-single,a} --paths ${PATHS:-static,plain} \
+      --budget-s ${BUDGET:-400} --json "$OUT/big.json" 2>&1 | tee "$OUT/big.out"
+  ;;
+parity)
+  step "parity: SmolLM2 static vs plain on the GPU (fp32 and bf16; batch ${PARITY_SMALL:-0} too)"
+  timeout ${T_PARITY:-300} $PY benchmarks/gpu_engine.py $S --smollm2-gguf "$GGUF" --skip throughput,embeddings \
+      --parity-tokens ${PARITY_TOKENS:-96} --parity-extra ${PARITY_EXTRA:-56} --parity-small-batch ${PARITY_SMALL:-0} \
+      --json "$OUT/parity.json" 2>&1 | tee "$OUT/parity.out"
   ;;
 real)
   step "parity: SmolLM2 static vs plain on the GPU (fp32 and bf16)"
@@ -67,6 +79,6 @@ eval)
   for f in eval_report.md scores.json; do [ -f /tmp/evalwork/$f ] && cp /tmp/evalwork/$f "$OUT/"; done
   ls /tmp/evalwork 2>/dev/null
   ;;
-*) echo "usage: $0 throughput|big|real|eval"; exit 2 ;;
+*) echo "usage: $0 throughput|big|parity|real|eval"; exit 2 ;;
 esac
 step done

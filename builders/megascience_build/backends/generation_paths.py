@@ -19,9 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class StaticPath:
-    def __init__(self, backend, graphs: bool | None = None):
+    def __init__(self, backend, graphs: bool | None = None, steps_per_sync: int | None = None,
+                 decode_attention: str | None = None):
         self.backend = backend
         self.graphs = graphs
+        # None: the engine's defaults (static_generation.STEPS_PER_SYNC, matmul decode attention)
+        self.engine_options = {k: v for k, v in (("steps_per_sync", steps_per_sync),
+                                                 ("decode_attention", decode_attention)) if v is not None}
         self.engine: StaticEngine | None = None
         self.slot_cap: int | None = None  # lowered after an out-of-memory error
         self.retired: dict[str, float] = {}  # stats of engines replaced or dropped
@@ -50,7 +54,7 @@ class StaticPath:
         self._retire()
         b = self.backend
         self.engine = StaticEngine(b.model, slots=slots, length=length, eos_ids=b.eos_ids, pad_id=b.pad_id,
-                                   ignore_eos=b.ignore_eos, graphs=self.graphs)
+                                   ignore_eos=b.ignore_eos, graphs=self.graphs, **self.engine_options)
         return self.engine
 
     def _finished(self, job: Job, tokens: list[int]) -> bool:
