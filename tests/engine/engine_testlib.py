@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:          # engine_plugins is imported by the pipelines' `plugins:` list
-    sys.path.insert(0, str(HERE))
+HERE = Path(__file__).resolve().parent   # on PYTHONPATH of subprocesses: pipelines name `engine_plugins`
 
 SUBJECTS = ["biology", "chemistry", "physics"]
 
