@@ -12,10 +12,6 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "mixture"))   # the scripted NaturalReasoning models and upstream rows
-
 REPO_ID = "acme/megascience"
 TAG = "v1.0"
 CONFIGS = ["textbook", "textbook_difficulty_distill", "natural_reasoning", "natural_reasoning_dc_difficulty",
@@ -23,10 +19,8 @@ CONFIGS = ["textbook", "textbook_difficulty_distill", "natural_reasoning", "natu
 
 
 def release_cli(*args: str) -> subprocess.CompletedProcess:
-    paths = [str(HERE), str(HERE.parent / "mixture"), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     return subprocess.run([sys.executable, "-m", "megascience_build.cli", "release", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+                          text=True, timeout=600)
 
 
 def work_args(works: dict) -> list[str]:
