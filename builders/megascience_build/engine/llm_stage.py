@@ -9,7 +9,7 @@ It owns what every such stage does the same way:
   outcomes   `Outcome`: per input row, dropped with a reason or kept with new column values and signals, plus
              the counters; `finish` turns it into the StageOutput (kept rows in input order, the new columns,
              the provenance step with each row's signals);
-  provenance `step(llm, prompt)`: stage label, model, revision, prompt name and sha256.
+  provenance `step(ctx, llm, slot, **extra)`: stage label, model, revision, prompt name and sha256.
 
 A subclass names its prompt slots and their default files once, in `default_prompts` (slot -> file in
 megascience_build/prompts/); its required `prompt_slots` are all of them unless it says otherwise.
@@ -48,9 +48,6 @@ class Outcome:
         self.values.setdefault(row, {}).update(columns)
         if signals is not None:
             self.signals[row] = dict(signals)
-
-    def is_dropped(self, row: int) -> bool:
-        return any(i == row for i, _ in self.dropped)
 
 
 class LLMStage(Stage):
