@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, TAG, work_args
+from release_lib import CONFIGS, TAG, work_args
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

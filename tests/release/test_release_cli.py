@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import release_cli, work_args
+from release_lib import release_cli, work_args
 
 
 def test_missing_work_directories_and_configurations_are_named(built, tmp_path):

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import CONFIGS, REPO_ID, TAG
+from release_lib import CONFIGS, REPO_ID, TAG
 from megascience_datasets.catalogue import load_catalogue
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from conftest import CONFIGS, TAG, release_cli, work_args
+from release_lib import CONFIGS, TAG, release_cli, work_args
 
 CONFIG_ARGS = [a for c in CONFIGS for a in ("--config", c)]
 

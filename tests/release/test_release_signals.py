@@ -7,7 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from conftest import release_cli, work_args
+from release_lib import release_cli, work_args
 
 SUBSETS = ("natural_reasoning_dc_difficulty", "natural_reasoning_dc_length", "natural_reasoning_dc_random")
 
