@@ -100,7 +100,8 @@ def stage_context(stage: Stage | None = None, *, responder: Callable | None = No
     responder   shorthand for models={None: responder}
     models      role -> model (see the module docstring); None is the stage's own generation role
     embedder    the embedding model of the stage's embedder role
-    prompts     slot -> prompt file name, path or template, over the files the stage was given
+    prompts     slot -> prompt file name, path or template, over the files the stage was given, over the
+                stage class's `default_prompts` (all of them: a pipeline file gets the required slots' defaults)
     sampling    the stage's sampling parameters (default: the engine's, seeded with `seed`)
     tmp_path    where the request cache file goes (default: a temporary folder of the test process)
     cache       a RequestCache, or its path, to share between contexts (a rerun sees cache hits)
@@ -122,7 +123,7 @@ def stage_context(stage: Stage | None = None, *, responder: Callable | None = No
     llm_roles.sort(key=lambda r: r != own_llm)          # the stage's own role first: ctx.llm()'s default
     if embedder is not None:
         specs[own_embedder] = _model_spec(embedder, given, own_embedder)
-    files = {**stage.prompts, **(prompts or {})}
+    files = {**(getattr(type(stage), "default_prompts", None) or {}), **stage.prompts, **(prompts or {})}
     spec = StageSpec(index=0, stage=stage, llm_roles=tuple(llm_roles),
                      embedder_role=own_embedder if embedder is not None else None,
                      sampling=sampling or SamplingParams(seed=seed),

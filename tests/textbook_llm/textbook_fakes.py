@@ -1,5 +1,5 @@
-"""Stage contexts for the TextbookReasoning LLM stage tests: the engine's real context (tests/support),
-with recording scripted models and the stages' default prompt files."""
+"""Stage contexts for the TextbookReasoning LLM stage tests: the engine's real context (tests/support)
+with recording scripted models."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,6 @@ import pyarrow as pa
 
 from megascience_build.backends.base import GenerationRequest, GenerationResult, SamplingParams
 from megascience_build.engine import records
-from megascience_build.stages._textbook_llm import PROMPT_FILES
 from support.stage_context import stage_context
 
 
@@ -38,8 +37,7 @@ class FakeLLM:
 
 def FakeCtx(stage, llms: dict, sampling: SamplingParams | None = None, seed: int = 0):  # noqa: N802 (the tests' name)
     """The engine's StageContext for `stage`: llms maps role -> FakeLLM (None: the stage's own role)."""
-    return stage_context(stage, models=llms, sampling=sampling or SamplingParams(max_tokens=200), seed=seed,
-                         prompts={**PROMPT_FILES.get(stage.name, {}), **stage.prompts})
+    return stage_context(stage, models=llms, sampling=sampling or SamplingParams(max_tokens=200), seed=seed)
 
 
 def provenance(**origin) -> str:
