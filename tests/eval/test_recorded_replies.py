@@ -1,5 +1,5 @@
 """Extraction on REAL replies: SmolLM2-135M-Instruct's answers to benchmark questions (recorded by
-record_fixtures.py with megascience-eval itself), each with the answer a person reads in it."""
+record_eval_replies.py with megascience-eval itself), each with the answer a person reads in it."""
 from __future__ import annotations
 
 import json

@@ -11,7 +11,7 @@ keeps the expected values of ids it already has and marks new ones "unchecked" u
 GPQA is not recorded: its authors ask that its text is not republished in plain text.
 
 Usage (about 3 minutes on 2 CPU cores):
-    .venv/bin/python tests/eval/record_fixtures.py --work /tmp/eval-record [--sample 8] [--max-tokens 320] [--cache F]
+    .venv/bin/python tests/eval/record_eval_replies.py --work /tmp/eval-record [--sample 8] [--max-tokens 320] [--cache F]
 """
 from __future__ import annotations
 
