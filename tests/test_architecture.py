@@ -190,3 +190,25 @@ def test_cited_repository_files_exist():
     assert not fixed, f"fixed, so remove from BEING_FIXED: {fixed}"
     dangling = [d for d in dangling if d not in BEING_FIXED]
     assert not dangling, "docstrings and comments cite files that are not in the repository:\n" + "\n".join(dangling)
+
+
+# -- test helpers ----------------------------------------------------------------------------------------------
+def test_test_modules_have_unique_names_and_no_path_edits():
+    """Helpers are imported by name through setup.cfg's pytest `pythonpath`, so a name used in two test folders
+    (or `from conftest import`, which means whichever conftest came last) breaks a run of several folders."""
+    tests = REPO / "tests"
+    seen: dict[str, str] = {}
+    problems = []
+    forbidden = re.compile(r"^\s*(from conftest import|import conftest\b|sys\.path\.(insert|append)\()", re.M)
+    for path in sorted(tests.rglob("*.py")):
+        rel = str(path.relative_to(REPO))
+        if path.resolve() == Path(__file__).resolve():
+            continue
+        if forbidden.search(path.read_text(encoding="utf-8")):
+            problems.append(f"{rel}: imports a conftest by name or edits sys.path")
+        in_package = (path.parent / "__init__.py").is_file()
+        if path.name != "conftest.py" and not in_package:
+            if path.stem in seen:
+                problems.append(f"{rel}: module name {path.stem!r} is also {seen[path.stem]}")
+            seen[path.stem] = rel
+    assert not problems, "\n".join(problems)
