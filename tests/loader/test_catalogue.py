@@ -1,4 +1,4 @@
-"""The catalogue: every configuration of DESIGN §3, validated; the embedded sample matches it."""
+"""The catalogue: every configuration, validated; the embedded sample matches it."""
 from __future__ import annotations
 
 import copy
