@@ -62,7 +62,10 @@ def load_tokenizer(name: str, revision: str | None = None) -> NamedTokenizer:
         if path.is_dir():
             path = path / "tokenizer.json"
     if path.is_file():
-        tok, source = tokenizers.Tokenizer.from_file(str(path)), str(path)
+        # the source names what the pipeline asked for, never this machine's install path (provenance is
+        # published and must not depend on where the package lives); the sha256 pins the content
+        tok = tokenizers.Tokenizer.from_file(str(path))
+        source = f"alias {name}" if name in ALIASES else name
     elif name in ALIASES or Path(name).exists():
         raise TokenizerNotFound(f"tokenizer {name!r}: no tokenizer.json at {path}")
     else:
