@@ -80,7 +80,8 @@ def bench_cache(n: int, tmp: Path) -> None:
 
 
 def bench_executor(rows: int, shards: int, tmp: Path) -> None:
-    from megascience_build.engine.executor_local import RunOptions, run_local
+    from megascience_build.engine.executor_local import run_local
+    from megascience_build.engine.orchestration import RunOptions
     from megascience_build.engine.pipeline_config import load_pipeline
 
     texts = [("lorem ipsum dolor sit amet " * (1 + i % 5))[: 20 + (i * 7) % 120] for i in range(rows)]

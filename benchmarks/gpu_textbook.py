@@ -56,7 +56,8 @@ def log(msg: str) -> None:
 # -- 1. chunks -------------------------------------------------------------------------------------------
 def chunk_corpus(work: Path, tokenizer: str, window: int) -> pa.Table:
     """The embedded books through ingest -> book_dedup -> book_metadata -> chunk (local executor)."""
-    from megascience_build.engine.executor_local import RunOptions, run_local
+    from megascience_build.engine.executor_local import run_local
+    from megascience_build.engine.orchestration import RunOptions
     from megascience_build.engine.pipeline_config import load_pipeline
 
     doc = {"name": "gpu_textbook_chunks", "seed": 0,

@@ -144,7 +144,7 @@ def cmd_stages(args) -> int:
 
 def cmd_run(args) -> int:
     from .engine.cache import CacheMissError
-    from .engine.executor_local import RunOptions, run_local
+    from .engine.orchestration import RunOptions, run_pipeline
     from .engine.pipeline_config import load_pipeline
     from .engine.workdir import WorkDirLocked
 
@@ -159,11 +159,7 @@ def cmd_run(args) -> int:
     options = RunOptions(workers=args.workers, cache_path=args.cache, cache_only=args.cache_only,
                          progress=not args.no_progress, output=args.output, executor=args.executor)
     try:
-        if args.executor == "ray":
-            from .engine.executor_ray import run_ray
-            manifest = run_ray(config, args.work, options)
-        else:
-            manifest = run_local(config, args.work, options)
+        manifest = run_pipeline(config, args.work, options)
     except StageError as exc:
         print(f"megascience-build: input error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

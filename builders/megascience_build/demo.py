@@ -23,7 +23,8 @@ PIPELINE = Path(__file__).resolve().parent / "pipelines" / "textbook_demo.yaml"
 
 
 def build(work: Path) -> dict:
-    from .engine.executor_local import RunOptions, run_local
+    from .engine.executor_local import run_local
+    from .engine.orchestration import RunOptions
     from .engine.pipeline_config import load_pipeline
 
     config = load_pipeline(PIPELINE)

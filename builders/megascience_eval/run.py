@@ -22,7 +22,7 @@ import yaml
 
 from megascience_build.backends.base import SamplingParams
 from megascience_build.engine import records
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.orchestration import RunOptions, run_pipeline
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.storage import write_json_atomic, write_parquet
 
@@ -128,11 +128,7 @@ def execute(work: str | Path, *, executor: str = "local", cache: str | None = No
     config = load_pipeline(work / PIPELINE)
     options = RunOptions(workers=workers, cache_path=cache, cache_only=cache_only, progress=progress,
                          executor=executor)
-    if executor == "ray":
-        from megascience_build.engine.executor_ray import run_ray
-        manifest = run_ray(config, work, options)
-    else:
-        manifest = run_local(config, work, options)
+    manifest = run_pipeline(config, work, options)
     collect(work)
     return manifest
 

@@ -7,6 +7,7 @@ import yaml
 from engine_testlib import write_pipeline
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.stage import StageError
+from megascience_build.engine.workdir import WorkDir
 
 
 def edit(path, fn):
@@ -24,7 +25,7 @@ def test_loads_and_resolves(pipeline):
     assert answer.sampling.max_tokens == 32 and answer.sampling.seed == 0
     assert answer.prompts["ask"].name == "ask" and len(answer.prompts["ask"].sha256) == 64
     assert cfg.input.kind == "parquet" and cfg.input.rows_per_shard == 5
-    assert answer.dirname == "01_answer"
+    assert WorkDir.stage_dirname(answer.index, answer.label) == "01_answer"
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -41,7 +42,8 @@ def test_loads_and_resolves(pipeline):
     (lambda d: d["stages"].append({"stage": "test_upper", "label": "upper"}), ["label 'upper' is used twice"]),
 ])
 def test_bad_configuration_is_named(tmp_path, mutate, expected):
-    from megascience_build.engine.executor_local import RunOptions, run_local
+    from megascience_build.engine.executor_local import run_local
+    from megascience_build.engine.orchestration import RunOptions
     path = edit(write_pipeline(tmp_path / "p"), mutate)
     with pytest.raises(StageError) as err:
         run_local(load_pipeline(path), tmp_path / "work", RunOptions(progress=False))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine_testlib import write_pipeline
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.manifest import output_paths
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.stage import StageError

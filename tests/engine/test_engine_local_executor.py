@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from engine_testlib import make_rows, write_pipeline
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.manifest import output_paths
 from megascience_build.engine.stage import StageError
@@ -253,3 +254,12 @@ def test_duplicate_or_null_input_ids_are_refused(tmp_path):
     pipeline = write_pipeline(tmp_path / "q", rows=rows.set_column(0, "id", pa.array(ids)))
     with pytest.raises(StageError, match="column 'id' has 1 null value"):
         run(pipeline, tmp_path / "work")
+
+
+def test_run_pipeline_picks_the_executor_and_refuses_an_unknown_one(pipeline, tmp_path):
+    from megascience_build.engine.orchestration import run_pipeline
+    with pytest.raises(ValueError, match="unknown executor 'dask'; expected one of local, ray"):
+        run_pipeline(load_pipeline(pipeline), tmp_path / "w", RunOptions(progress=False, executor="dask"))
+    assert not (tmp_path / "w").exists()
+    m = run_pipeline(load_pipeline(pipeline), tmp_path / "w", RunOptions(progress=False))
+    assert m["executor"]["name"] == "local" and WorkDir(tmp_path / "w").read_plan()["executor"] == "local"

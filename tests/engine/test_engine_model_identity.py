@@ -13,7 +13,8 @@ import yaml
 from engine_testlib import make_rows, write_pipeline
 from megascience_build.backends import local_models
 from megascience_build.engine.cache import CacheMissError
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.manifest import output_paths
 from megascience_build.engine.pipeline_config import load_pipeline
 

@@ -7,8 +7,11 @@ import pyarrow as pa
 import pytest
 
 from engine_testlib import HERE, make_rows, write_pipeline
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.pipeline_config import load_pipeline
+from megascience_build.engine.status import work_status
+from megascience_build.engine.workdir import WorkDir
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,15 @@ def test_ray_matches_local(ray_instance, tmp_path):
     assert counts(ray_m) == counts(local)
     assert ray_m["executor"]["name"] == "ray" and ray_m["outputs"][0]["sha256"] == local["outputs"][0]["sha256"]
     assert (tmp_path / "ray" / "report.md").exists()
+    # one plan.json shape for both executors; Ray keeps no stage folders, so `status` says done once the run is
+    local_plan, ray_plan = (WorkDir(tmp_path / w).read_plan() for w in ("local", "ray"))
+    assert (local_plan.pop("executor"), ray_plan.pop("executor")) == ("local", "ray")
+    assert [s.pop("dir") for s in local_plan["stages"]] == [f"stages/{i:02d}_{s['label']}"
+                                                            for i, s in enumerate(ray_plan["stages"])]
+    assert [s.pop("dir") for s in ray_plan["stages"]] == [None] * 4
+    assert ray_plan == local_plan and ray_plan["input_shards"] == 5 and ray_plan["stages"][1]["models"] == ["gen"]
+    assert not (tmp_path / "ray" / "stages").exists()
+    assert {(s["state"], s["shards_done"]) for s in work_status(tmp_path / "ray")["stages"]} == {("done", 0)}
 
 
 def test_ray_matches_local_with_an_emptied_shard(ray_instance, tmp_path):

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from engine_testlib import make_rows, write_pipeline
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.manifest import output_paths
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.engine.storage import parquet_bytes, read_parquet, write_atomic, write_parquet

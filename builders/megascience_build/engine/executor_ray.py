@@ -1,17 +1,20 @@
 """The Ray Data executor: the same stages and the same output bytes as the local executor, on a cluster.
 
-- The driver reads and checks the input (same code as the local executor) and cuts it into the same shards;
-  each shard becomes one block in the object store (two helper columns carry its shard number and row order).
+- The run around the stages is the local executor's (orchestration.py): the driver reads and checks the
+  input, writes the plan, publishes the final shards and writes the manifest with the same code. It cuts the
+  input into the same shards; each shard becomes one block in the object store (two helper columns carry
+  its shard number and row order).
 - Map stages run through `Dataset.map_batches` with the pyarrow batch format and whole blocks as batches,
   so a stage sees exactly the shard the local executor gives it. CPU stages run as Ray tasks; a stage with
   a model runs in an actor pool (`replicas:` actors, `gpus:` GPUs each), so each replica loads its model
   once. Every replica shares the request cache through one cache actor on the driver's node, which alone
   opens the SQLite file (--cache: a path on the driver's local disk).
 - A global stage is a barrier: the driver materialises its input, runs it, and cuts the output into shards.
-- The driver writes the final shards itself with the same writer, in shard order, fetching one shard at a
-  time from the object store, so the files are byte-identical to the local executor's. Inputs and outputs
-  may be any fsspec path (s3://, gs://, ...). The driver holds the whole input once (to cut it) and the
-  whole input of each global stage (like the local executor): size its memory for the largest of those.
+- The driver writes the final shards itself with the same writer (Orchestration.publish), in shard order,
+  fetching one shard at a time from the object store, so the files are byte-identical to the local
+  executor's. Inputs and outputs may be any fsspec path (s3://, gs://, ...). The driver holds the whole
+  input once (to cut it) and the whole input of each global stage (like the local executor): size its
+  memory for the largest of those.
 
 Resume on Ray is at request level (the cache); stage outputs are not checkpointed per shard.
 Connect to a cluster with RAY_ADDRESS (or `ray start --head` on this node); without one a local Ray
@@ -19,25 +22,21 @@ instance is started.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cache import RequestCache
 from .context import ModelPool, StageContext
-from .executor_local import RunOptions
-from .inputs import read_input, split_rows
-from .manifest import build_manifest, write_manifest
+from .inputs import split_rows
+from .orchestration import Orchestration, RunOptions
 from .pipeline_config import PipelineConfig, StageSpec
-from .runner import check_plan, concat, preflight, run_stage, segments
-from .storage import (join, parquet_bytes, remove_stale, roundtrip, sha256_bytes, unified_empty, write_atomic,
-                      write_json_atomic)
-from .workdir import WorkDir
+from .runner import concat, run_stage, segments
+from .storage import roundtrip
 
 SHARD, ROW = "__msb_shard", "__msb_row"
 
@@ -156,88 +155,66 @@ def _collector_class():
     return StatsCollector
 
 
-class RayExecutor:
-    def __init__(self, config: PipelineConfig, work: str | Path, options: RunOptions | None = None):
-        self.config = config
-        self.work = WorkDir(work)
-        self.options = options or RunOptions(executor="ray")
-        self.cache_path = str(self.options.cache_path or self.work.root / "cache.sqlite")
-        self.stage_metas: dict[str, list[dict[str, Any]]] = {}
-        self._driver_models = ModelPool(config)            # for global stages, run on the driver
-        self._driver_cache = RequestCache(self.cache_path)
+class RayExecutor(Orchestration):
+    name = "ray"
+    checkpoints = False       # resume is at request level (the cache): plan.json has no stage folders
 
-    def run(self) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
         import ray
-        self.work.lock()
-        started_here = False
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
         try:
-            table = read_input(self.config)
-            check_plan(self.config, table.schema)
-            if not ray.is_initialized():
-                ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
-                started_here = True
-            return self._run(table)
+            yield
         finally:
-            self._driver_models.close()
-            self._driver_cache.close()
             if started_here:
                 ray.shutdown()
-            self.work.unlock()
 
-    def _run(self, table: pa.Table) -> dict[str, Any]:
+    def workers(self) -> int:
+        import ray
+        return int(ray.cluster_resources().get("CPU", 0))
+
+    def run_stages(self, shards: list[pa.Table]) -> list:
         import ray
         import ray.data
 
-        started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = self.options.progress
         collector = _collector_class().remote()
         cache_server = _cache_server(self.cache_path)
         cache = ActorCache(cache_server, self.cache_path)
-        pipeline = str(self.config.path)
-
-        # the same shards, with the same column types, as the local executor's input files
-        ds, empties = self._dataset(split_rows(table, self.config.input.rows_per_shard))
-        n_input, input_rows = len(empties), table.num_rows
-        write_json_atomic(self.work.root / "plan.json", {
-            "pipeline": pipeline, "pipeline_sha256": self.config.sha256, "name": self.config.name, "executor": "ray",
-            "input_shards": n_input,
-            "stages": [{"label": s.label, "stage": s.stage.name, "kind": s.stage.kind, "dir": None} for s in self.config.stages]})
-        pending: list[StageSpec] = []          # map stages added to `ds` and not yet materialised
-        for group in segments(self.config):
-            spec = group[0]
-            if spec.stage.kind == "global":
-                inputs = [self._load(src) for src in self._materialise(ds, empties, pending, collector)]
-                kept, stats = run_stage(spec, concat(inputs), self._driver_ctx(spec))
-                del inputs
-                self.stage_metas[spec.label] = [{"stats": stats, "resumed": False}]
-                (ds, empties), pending = self._dataset(split_rows(kept, self.config.input.rows_per_shard)), []
-                continue
-            for spec in group:
-                # the configuration travels pickled: worker nodes need the package (and any plugins), not the files
-                kwargs = dict(config=self.config, index=spec.index)
-                if spec.uses_model:
-                    ds = ds.map_batches(_ModelStage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-                                        fn_constructor_kwargs=dict(kwargs, cache=cache,
-                                                                   cache_only=self.options.cache_only,
-                                                                   collector=collector),
-                                        concurrency=spec.replicas, num_gpus=spec.stage.resources.gpus or None)
-                else:
-                    ds = ds.map_batches(_cpu_stage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-                                        fn_kwargs=dict(kwargs, collector=collector))
-                pending.append(spec)
-        finals = self._materialise(ds, empties, pending, collector)
-        outputs = self._publish(finals)
-        ray.kill(collector)
-        ray.kill(cache_server)
-        manifest = build_manifest(self.config, root=self.work.root, executor="ray", started_at=started_at, wall_s=time.perf_counter() - t0,
-                                  input_rows=input_rows, input_shards=[{}] * n_input, stage_metas=self.stage_metas,
-                                  outputs=outputs, cache=self._driver_cache,
-                                  cache_only=self.options.cache_only, workers=int(ray.cluster_resources().get("CPU", 0)),
-                                  identities=self._driver_models.identities())
-        write_manifest(manifest, self.work.root)
-        return manifest
+        try:
+            # the same shards, with the same column types, as the local executor's input files
+            ds, empties = self._dataset(shards)
+            pending: list[StageSpec] = []          # map stages added to `ds` and not yet materialised
+            for group in segments(self.config):
+                spec = group[0]
+                if spec.stage.kind == "global":
+                    inputs = [self._load(src) for src in self._materialise(ds, empties, pending, collector)]
+                    kept, stats = run_stage(spec, concat(inputs), self.stage_context(spec))
+                    del inputs
+                    self.record_stage(spec, [{"stats": stats, "resumed": False}])
+                    (ds, empties), pending = self._dataset(split_rows(kept, self.config.input.rows_per_shard)), []
+                    continue
+                for spec in group:
+                    # the configuration travels pickled: worker nodes need the package (and any plugins), not the files
+                    kwargs = dict(config=self.config, index=spec.index)
+                    if spec.uses_model:
+                        ds = ds.map_batches(_ModelStage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+                                            fn_constructor_kwargs=dict(kwargs, cache=cache,
+                                                                       cache_only=self.options.cache_only,
+                                                                       collector=collector),
+                                            concurrency=spec.replicas, num_gpus=spec.stage.resources.gpus or None)
+                    else:
+                        ds = ds.map_batches(_cpu_stage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+                                            fn_kwargs=dict(kwargs, collector=collector))
+                    pending.append(spec)
+            return self._materialise(ds, empties, pending, collector)
+        finally:
+            ray.kill(collector)
+            ray.kill(cache_server)
 
     @staticmethod
     def _dataset(shards: list[pa.Table]):
@@ -248,10 +225,6 @@ class RayExecutor:
         shards = [roundtrip(t) for t in shards]
         refs = [ray.put(tag(t, i)) for i, t in enumerate(shards)]
         return ray.data.from_arrow_refs(refs), [t.slice(0, 0) for t in shards]
-
-    def _driver_ctx(self, spec: StageSpec) -> StageContext:
-        return StageContext(self.config, spec, cache=self._driver_cache, models=self._driver_models,
-                            cache_only=self.options.cache_only)
 
     def _materialise(self, ds, empties: list[pa.Table], pending: list[StageSpec], collector) -> list:
         """Run `ds`; return, in shard order, where each shard's rows are (a (shard, block refs) pair, or a
@@ -279,14 +252,14 @@ class RayExecutor:
                 got = reported[spec.label].get(shard)
                 if got is None or replay:
                     replay = True
-                    table, stats = run_stage(spec, table, self._driver_ctx(spec))
+                    table, stats = run_stage(spec, table, self.stage_context(spec))
                 else:
                     stats = got[0]
                     table = pa.Table.from_batches([], schema=pa.ipc.read_schema(pa.py_buffer(got[1])))
                 per_stage[spec.label].append({"stats": stats, "resumed": False})
             sources.append((shard, blocks_of[shard]) if shard in blocks_of else table)
         for spec in pending:
-            self.stage_metas[spec.label] = per_stage[spec.label]
+            self.record_stage(spec, per_stage[spec.label])
         return sources
 
     @staticmethod
@@ -298,22 +271,13 @@ class RayExecutor:
         shard, refs = source
         return pa.concat_tables([t for ref in refs for s, t in untag(ray.get(ref)) if s == shard])
 
-    def _publish(self, finals: list) -> list[dict[str, Any]]:
-        """Write the final shards from the driver, one at a time, with the local executor's writer."""
-        target = self.options.output or self.config.output or str(self.work.output_dir)
-        first = next((src for src in finals if not isinstance(src, pa.Table)), None)
-        reference = self._load(first).schema if first is not None else None
-        outs = []
-        for i, src in enumerate(finals):
-            t = self._load(src)
-            data = parquet_bytes(unified_empty(t, reference))
-            path = join(target, self.work.part_name(i))
-            write_atomic(path, data)
-            outs.append({"path": path, "rows": t.num_rows, "bytes": len(data), "sha256": sha256_bytes(data)})
-        remove_stale(target, {self.work.part_name(i) for i in range(len(finals))})
-        return outs
+    # -- the final shards are blocks in the object store (or an empty table) ---------------------------
+    def final_empty(self, final) -> bool:
+        return isinstance(final, pa.Table) and not final.num_rows
+
+    def final_table(self, final) -> pa.Table:
+        return self._load(final)
 
 
 def run_ray(config: PipelineConfig, work: str | Path, options: RunOptions | None = None) -> dict[str, Any]:
-    preflight(config)                  # bad registries and files fail here, with nothing written
     return RayExecutor(config, work, options).run()

@@ -9,7 +9,6 @@ Counts are summed from the shard sidecars, so a resumed run reports the whole da
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import asdict
@@ -24,9 +23,8 @@ from ..backends.identity import ModelIdentity
 from .cache import RequestCache
 from .pipeline_config import PipelineConfig
 from .runner import merge_stats
-from .storage import is_url, join, write_json_atomic
-
-MANIFEST = "manifest.json"
+from .storage import is_url, join
+from .workdir import WorkDir
 
 
 def model_entry(config: PipelineConfig, role: str, identity: ModelIdentity) -> dict[str, Any]:
@@ -40,7 +38,7 @@ def model_entry(config: PipelineConfig, role: str, identity: ModelIdentity) -> d
 
 
 def build_manifest(config: PipelineConfig, *, root: str | Path, executor: str, started_at: datetime, wall_s: float, input_rows: int,
-                   input_shards: list[dict], stage_metas: dict[str, list[dict]], outputs: list[dict],
+                   input_shards: int, stage_metas: dict[str, list[dict]], outputs: list[dict],
                    cache: RequestCache | None, cache_only: bool, workers: int,
                    identities: Mapping[str, ModelIdentity]) -> dict[str, Any]:
     models = {role: model_entry(config, role, ident) for role, ident in sorted(identities.items())}
@@ -71,7 +69,7 @@ def build_manifest(config: PipelineConfig, *, root: str | Path, executor: str, s
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall_s, 3),
         "input": {"kind": config.input.kind, "patterns": [_relative_to(p, config.path.parent) for p in config.input.patterns], "rows": input_rows,
-                  "limit": config.limit, "rows_per_shard": config.input.rows_per_shard, "shards": len(input_shards)},
+                  "limit": config.limit, "rows_per_shard": config.input.rows_per_shard, "shards": input_shards},
         "models": models,
         "cache": {"file": Path(cache.path).name if cache else None, "cache_only": cache_only,
                   "corrupted_entries_seen": sum(s["usage"].get("cache_corrupted", 0) for s in stages)},
@@ -115,15 +113,13 @@ def output_paths(manifest: dict[str, Any], root: str | Path) -> list[str]:
     return [join(base, o["file"]) for o in manifest["outputs"]]
 
 
-def write_manifest(manifest: dict[str, Any], root: Path) -> None:
+def write_manifest(manifest: dict[str, Any], root: str | Path) -> None:
+    """manifest.json, report.md and report.png of the work directory `root`."""
     from .report import write_report
-    write_json_atomic(Path(root) / MANIFEST, manifest)
+    WorkDir(root).write_manifest(manifest)
     write_report(manifest, Path(root))
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
-    path = Path(root) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except OSError:
-        raise FileNotFoundError(f"no manifest at {path}: has a run finished in this work directory?") from None
+    """A finished run's manifest; a missing one raises workdir.MissingRecord (a FileNotFoundError naming the file)."""
+    return WorkDir(root).read_manifest()

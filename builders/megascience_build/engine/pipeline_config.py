@@ -54,10 +54,6 @@ class StageSpec:
         return self.stage.label
 
     @property
-    def dirname(self) -> str:
-        return f"{self.index:02d}_{self.label}"
-
-    @property
     def uses_model(self) -> bool:
         return bool(self.llm_roles or self.embedder_role)
 

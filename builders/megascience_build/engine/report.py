@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .storage import write_atomic
+from .workdir import WorkDir
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -114,6 +115,7 @@ def render_png(manifest: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def write_report(manifest: dict[str, Any], root: Path) -> None:
-    write_atomic(root / "report.md", render_markdown(manifest).encode("utf-8"))
-    write_atomic(root / "report.png", render_png(manifest))
+def write_report(manifest: dict[str, Any], root: str | Path) -> None:
+    work = WorkDir(root)
+    write_atomic(work.report_path, render_markdown(manifest).encode("utf-8"))
+    write_atomic(work.report_png_path, render_png(manifest))

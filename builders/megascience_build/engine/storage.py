@@ -110,6 +110,11 @@ def write_parquet_bytes(path: str | os.PathLike, data: bytes, rows: int) -> dict
     return {"path": str(path), "rows": rows, "bytes": len(data), "sha256": sha256_bytes(data)}
 
 
+def parquet_rows(data: bytes) -> int:
+    """The row count of a parquet file's bytes (from its footer; nothing is decoded)."""
+    return pq.read_metadata(pa.BufferReader(data)).num_rows
+
+
 def table_from_bytes(data: bytes) -> pa.Table:
     return pq.read_table(pa.BufferReader(data))
 
