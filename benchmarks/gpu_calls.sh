@@ -11,8 +11,11 @@
 #   bash benchmarks/gpu_calls.sh real         # carry .gpu/common .gpu/p2; the same warm machine, right after
 #   bash benchmarks/gpu_calls.sh big          # a 7-8B shape alone (MODEL3, default qwen2.5-7b; SCEN, PATHS)
 #   bash benchmarks/gpu_calls.sh parity       # carry .gpu/common .gpu/p2, right after throughput: parity only
-# Issue 13's second round (2026-12-04, 03:00 UTC on): throughput with PROFILE=1 and the paged paths, then
-#   parity with PARITY_SMALL=8, then MODEL3=llama-8b SCEN=single,b PATHS=static,paged-graphs big.
+#   bash benchmarks/gpu_calls.sh paged        # transformers' paged continuous batching, one process per scenario
+# Issue 13's second round (2026-12-04, 03:03-03:31 UTC, BENCHMARKS.md): PROFILE=1 throughput (with the
+#   default PATHS, whose paged-graphs variant got the process killed at its start: hence `paged` apart),
+#   PARITY_SMALL=8 parity, PROFILE=1 PATHS=static,static-k1,static-sdpa,plain PATHS_B=static throughput,
+#   MODEL3=llama-8b SCEN=single,b PATHS=static big, paged, and single-stream runs with --prompts 8.
 # SMOKE=1 runs the same steps tiny on a CPU (a dry run of the script).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
@@ -41,7 +44,7 @@ throughput)
   step "throughput: Qwen2-1.5B shape, static vs plain vs paged (single, a, b)"
   $PY benchmarks/gpu_engine.py $S --tokenizer .gpu/common/smollm2-tok --skip parity,embeddings \
       --models qwen2-1.5b --budget-s ${BUDGET:-520} ${PROFILE:+--profile} \
-      --paths ${PATHS:-static,static-k1,plain,paged,paged-graphs} --paths-b ${PATHS_B:-static,paged-graphs,plain} \
+      --paths ${PATHS:-static,static-k1,static-sdpa,plain} --paths-b ${PATHS_B:-static,plain} \
       --json "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.out"
   ;;
 big)
@@ -49,6 +52,12 @@ big)
   $PY benchmarks/gpu_engine.py $S --tokenizer .gpu/common/smollm2-tok --skip parity,embeddings \
       --models ${MODEL3:-qwen2.5-7b} --scenarios ${SCEN:-single,a} --paths ${PATHS:-static,plain} \
       --budget-s ${BUDGET:-400} --json "$OUT/big.json" 2>&1 | tee "$OUT/big.out"
+  ;;
+paged)
+  step "paged: transformers' continuous batching on the Qwen2-1.5B shape (a: paged, paged-graphs; b: paged-graphs)"
+  G="$PY benchmarks/gpu_engine.py --tokenizer .gpu/common/smollm2-tok --skip parity,embeddings --models qwen2-1.5b --prompts 128 --plain-prompts 128"
+  timeout 200 $G --scenarios a --paths paged,paged-graphs --budget-s 190 --json "$OUT/paged_a.json" 2>&1 | tee "$OUT/paged_a.out"
+  timeout 170 $G --scenarios b --paths paged-graphs --budget-s 160 --json "$OUT/paged_b.json" 2>&1 | tee "$OUT/paged_b.out"
   ;;
 parity)
   step "parity: SmolLM2 static vs plain on the GPU (fp32 and bf16; batch ${PARITY_SMALL:-0} too)"
@@ -79,6 +88,6 @@ eval)
   for f in eval_report.md scores.json; do [ -f /tmp/evalwork/$f ] && cp /tmp/evalwork/$f "$OUT/"; done
   ls /tmp/evalwork 2>/dev/null
   ;;
-*) echo "usage: $0 throughput|big|parity|real|eval"; exit 2 ;;
+*) echo "usage: $0 throughput|big|paged|parity|real|eval"; exit 2 ;;
 esac
 step done
