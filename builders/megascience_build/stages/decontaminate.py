@@ -179,10 +179,10 @@ class Decontaminate(Stage):
 
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)
-        p = self.params
-        self.inputs = (ID, PROVENANCE, p["question_field"])
+        p = self.settings
+        self.inputs = (ID, PROVENANCE, p.question_field)
         try:   # names are checked now; the questions are read when the first batch arrives
-            load_registry(_registry_path(p["registry"])).select(p["benchmarks"])
+            load_registry(_registry_path(p.registry)).select(p.benchmarks)
         except BenchmarkError as e:
             raise StageError(f"stage {self.label!r}: {e}") from None
         self._index: BenchmarkIndex | None = None
@@ -198,22 +198,22 @@ class Decontaminate(Stage):
     def side_inputs(self) -> list[dict[str, Any]]:
         """Each selected benchmark's files by sha256 (or Hub commit) and fields: an edited benchmark file
         changes this stage's fingerprint."""
-        p = self.params
-        return resolved_sources(load_registry(_registry_path(p["registry"])).select(p["benchmarks"]))
+        p = self.settings
+        return resolved_sources(load_registry(_registry_path(p.registry)).select(p.benchmarks))
 
     def index(self) -> BenchmarkIndex:
         """Built on first use by this stage object (one per process) and rebuilt when the files change."""
-        p = self.params
+        p = self.settings
         sources = self.side_inputs()
         if self._index is None or self._index.sources != sources:
-            self._index = benchmark_index(p["registry"], p["benchmarks"], p["ngram"], p["ngram_min_words"],
-                                          p["frequent_phrases"])
+            self._index = benchmark_index(p.registry, p.benchmarks, p.ngram, p.ngram_min_words,
+                                          p.frequent_phrases)
         return self._index
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
-        p = self.params
+        p = self.settings
         index = self.index()
-        questions = batch.column(p["question_field"]).to_pylist()
+        questions = batch.column(p.question_field).to_pylist()
         counters: Counter[str] = Counter()
         dropped: list[tuple[int, str]] = []
         signals: dict[int, dict[str, Any]] = {}
@@ -244,12 +244,12 @@ class Decontaminate(Stage):
                         prompt_sha256=template.sha256, embedder=embedder_id.model,
                         embedder_revision=embedder_id.revision)
             query_vecs = np.asarray(embedder.encode([questions[i] for i in to_judge]), dtype=np.float32)
-            bench_vecs = index.embeddings(embedder, embedder_id, p["index_cache_dir"] or artifact_cache_dir())
-            positions, sims = top_k(query_vecs, bench_vecs, p["top_k"], device=p["search_device"])
+            bench_vecs = index.embeddings(embedder, embedder_id, p.index_cache_dir or artifact_cache_dir())
+            positions, sims = top_k(query_vecs, bench_vecs, p.top_k, device=p.search_device)
             requests, pairs = [], []
             for row, i in enumerate(to_judge):
                 for pos, sim in zip(positions[row], sims[row]):
-                    if p["min_similarity"] is not None and sim < p["min_similarity"]:
+                    if p.min_similarity is not None and sim < p.min_similarity:
                         counters["pairs_below_floor"] += 1
                         continue
                     messages = template.render(question=questions[i], candidate=index.questions[pos].text)
@@ -308,7 +308,7 @@ class Decontaminate(Stage):
             return "contaminated_judge", None
         if v["failed"]:
             return f"generation_{v['failed'][0]}", None
-        if self.params["drop_if_all_unparseable"] and v["judged"] and v["unparseable"] == v["judged"]:
+        if self.settings.drop_if_all_unparseable and v["judged"] and v["unparseable"] == v["judged"]:
             return "unparseable_judgement", None
         nearest = index.questions[int(positions[0])] if len(positions) else None
         decision = ("below_floor" if not v["judged"] else

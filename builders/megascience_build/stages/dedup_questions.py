@@ -77,20 +77,20 @@ class DedupQuestions(Stage):
         self.config(seed=0)                              # every parameter problem surfaces before any work
 
     def config(self, seed: int) -> minhash.DedupConfig:
-        p = self.params
-        if p["mode"] == "authors":
+        p = self.settings
+        if p.mode == "authors":
             return minhash.authors_config()
         try:
             return minhash.paper_config(
-                threshold=p["threshold"], num_perm=p["num_perm"], bands=p["bands"], rows=p["rows"], ngram=p["ngram"],
-                verify=p["verify"], seed=seed if p["seed"] is None else p["seed"], min_tokens=p["min_tokens"],
-                false_positive_weight=p["false_positive_weight"], false_negative_weight=p["false_negative_weight"])
+                threshold=p.threshold, num_perm=p.num_perm, bands=p.bands, rows=p.rows, ngram=p.ngram,
+                verify=p.verify, seed=seed if p.seed is None else p.seed, min_tokens=p.min_tokens,
+                false_positive_weight=p.false_positive_weight, false_negative_weight=p.false_negative_weight)
         except (TypeError, ValueError) as exc:
             raise StageError(f"stage {self.label!r}: {exc}") from None
 
     def check_schema(self, schema: pa.Schema) -> None:
         super().check_schema(schema)
-        column = self.params["column"]
+        column = self.settings.column
         if column not in schema.names:
             raise StageError(f"stage {self.label!r} needs the text column {column!r}, "
                              f"but its input has only {schema.names}")
@@ -106,7 +106,7 @@ class DedupQuestions(Stage):
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         self.check_schema(batch.schema)
-        column = self.params["column"]
+        column = self.settings.column
         texts, ids = batch.column(column), batch.column(records.ID)
         if texts.null_count:
             nulls = np.flatnonzero(texts.is_null().to_numpy(zero_copy_only=False))
@@ -114,7 +114,7 @@ class DedupQuestions(Stage):
             raise StageError(f"stage {self.label!r}: column {column!r} is null in {len(nulls)} row(s), "
                              f"ids {shown}{' ...' if len(nulls) > 5 else ''}; expected a question text")
         config = self.config(seed=int(getattr(ctx, "seed", 0) or 0))
-        result = minhash.deduplicate(texts, config, ids=ids, threads=self.params["threads"])
+        result = minhash.deduplicate(texts, config, ids=ids, threads=self.settings.threads)
 
         dropped = ([(int(i), "duplicate") for i in np.flatnonzero(result.duplicate)]
                    + [(int(i), "too_short") for i in np.flatnonzero(result.too_short)]
@@ -134,7 +134,7 @@ class DedupQuestions(Stage):
         return StageOutput(kept=kept, dropped=dropped, counters=counters)
 
     def _step(self, config: minhash.DedupConfig) -> dict[str, Any]:
-        return {"stage": self.label, "method": "minhash_lsh", "column": self.params["column"], "mode": config.mode,
+        return {"stage": self.label, "method": "minhash_lsh", "column": self.settings.column, "mode": config.mode,
                 "threshold": config.threshold, "num_perm": config.num_perm, "bands": config.bands,
                 "rows": config.rows, "ngram": config.ngram, "verify": config.verify,
                 "min_tokens": config.min_tokens, "seed": config.seed}

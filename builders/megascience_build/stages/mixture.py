@@ -58,30 +58,30 @@ class SelectSubsets(Stage):
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)
         try:
-            self.bounds = sel.DifficultyBounds(float(self.params["low"]), float(self.params["high"]),
-                                               bool(self.params["strict"]))
+            self.bounds = sel.DifficultyBounds(float(self.settings.low), float(self.settings.high),
+                                               bool(self.settings.strict))
         except sel.SelectionError as exc:
             raise StageError(f"stage {self.label!r}: {exc}") from None
 
     def output_columns(self, input_names):
-        cols = [c for c in self.outputs if c != SUBSET_COLUMNS["difficulty_distill"] or self.params["distill_below"] is not None]
+        cols = [c for c in self.outputs if c != SUBSET_COLUMNS["difficulty_distill"] or self.settings.distill_below is not None]
         return list(dict.fromkeys([*input_names, *cols]))
 
     def plan(self, seed: int) -> sel.PoolPlan:
-        return sel.PoolPlan(self.params["parent"], self.bounds, seed, distill_below=self.params["distill_below"])
+        return sel.PoolPlan(self.settings.parent, self.bounds, seed, distill_below=self.settings.distill_below)
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
-        seed = ctx.seed if self.params["seed"] is None else int(self.params["seed"])
-        subsets = sel.all_subsets({self.params["parent"]: batch}, [self.plan(seed)])
+        seed = ctx.seed if self.settings.seed is None else int(self.settings.seed)
+        subsets = sel.all_subsets({self.settings.parent: batch}, [self.plan(seed)])
         table = batch
         member_of: list[list[str]] = [[] for _ in range(batch.num_rows)]
         for subset in subsets:
-            table = records.set_column(table, column_of(subset, self.params["parent"]),
+            table = records.set_column(table, column_of(subset, self.settings.parent),
                                        pa.array(_mask(subset, batch.num_rows), pa.bool_()))
             for pos in subset.positions.tolist():
                 member_of[pos].append(subset.name)
         # every row records the subsets it belongs to; rule, parameters and seed are the stage's params
-        table = records.add_step(table, {"stage": self.label, "parent": self.params["parent"], "seed": seed,
+        table = records.add_step(table, {"stage": self.label, "parent": self.settings.parent, "seed": seed,
                                          **self.bounds.as_dict()},
                                  [{"subsets": names} for names in member_of])
         return StageOutput(kept=table, counters={f"{s.name}_rows": s.n for s in subsets})
@@ -130,13 +130,13 @@ class KeepSubset(Stage):
 
     def check_schema(self, schema: pa.Schema) -> None:
         super().check_schema(schema)
-        if self.params["column"] not in schema.names:
-            raise StageError(f"stage {self.label!r} keeps rows by column {self.params['column']!r}, "
+        if self.settings.column not in schema.names:
+            raise StageError(f"stage {self.label!r} keeps rows by column {self.settings.column!r}, "
                              f"which its input lacks (run select_subsets first); columns: {schema.names}")
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         self.check_schema(batch.schema)
-        member = batch.column(self.params["column"]).fill_null(False)
+        member = batch.column(self.settings.column).fill_null(False)
         keep = pc.filter(pa.array(range(batch.num_rows), pa.int64()), member)
         dropped = [(i, "not_selected") for i, m in enumerate(member.to_pylist()) if not m]
         return StageOutput(kept=batch.take(keep), dropped=dropped)
@@ -166,7 +166,7 @@ class Mixture(Stage):
         return list(MIXTURE_COLUMNS)
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
-        allowed = list(self.params["sources"])
+        allowed = list(self.settings.sources)
         repo_sources = {s.repo: s.source_value for s in SOURCES.values()}
         given = batch.column("source").to_pylist() if "source" in batch.column_names else [None] * batch.num_rows
         provs = batch.column(records.PROVENANCE).to_pylist()
@@ -188,7 +188,7 @@ class Mixture(Stage):
         table = table.select(list(MIXTURE_COLUMNS))
         table = records.add_step(table, {"stage": self.label, "sources": allowed})
         counts = {s: sum(1 for _, x in order if x == s) for s in allowed}
-        expect = self.params["expect"]
+        expect = self.settings.expect
         if expect:
             wrong = {s: (counts.get(s, 0), n) for s, n in expect.items() if counts.get(s, 0) != n}
             if wrong:
