@@ -91,3 +91,43 @@ def test_validator_on_its_own():
         assert expected in str(err.value)
     with pytest.raises(StageError, match="stage 'r': unknown parameter"):
         RefineQA({"nope": 1}, label="r")
+
+
+# Every stage's parameters and defaults, in order, as manifests and shard fingerprints have always recorded them
+# (the `defaults` dictionaries the stages had before their parameters were typed): a change here changes
+# every fingerprint of that stage.
+RECORDED_DEFAULTS = {
+    "ingest_books": {"root": None}, "book_dedup": {},
+    "book_metadata": {"use_declared": True, "fallback_to_declared": True, "excerpt_chars": 2000,
+                      "min_level": "undergraduate"},
+    "chunk": {"tokenizer": "minilm", "tokenizer_revision": None, "window_tokens": 4096, "overlap_tokens": 0,
+              "min_fill": 0.5},
+    "extract_qa": {"standards": ["high", "low"]},
+    "dedup_questions": {"mode": "paper", "column": "question", "threshold": 0.6, "num_perm": 128, "bands": None,
+                        "rows": None, "ngram": 3, "verify": "exact", "min_tokens": 0, "false_positive_weight": 0.2,
+                        "false_negative_weight": 0.8, "seed": None, "threads": None},
+    "refine_qa": {"max_chunk_chars": 20000, "on_unparseable": "drop"},
+    "cot": {"mode": "paper", "on_unparseable": "keep", "supplement_llm": None},
+    "filter_qa": {"on_unparseable": "drop"},
+    "decontaminate": {"registry": None, "benchmarks": "paper", "question_field": "question", "ngram": 13,
+                      "ngram_min_words": 8, "frequent_phrases": [], "top_k": 5, "min_similarity": None,
+                      "drop_if_all_unparseable": False, "index_cache_dir": None, "search_device": "cpu"},
+    "reference_answer": {"on_generation_failure": "drop"}, "finalize": {},
+    "adapt_source": {"source": None, "revision": None, "answer_field": "r1_response"},
+    "response_length": {"tokenizer": "Qwen/Qwen2.5-7B-Instruct", "max_response_tokens": 10000},
+    "difficulty": {"samples": 16, "policy_role": "policy", "grader_role": "grader", "grader_temperature": 0.0,
+                   "grader_top_p": 1.0, "grader_max_tokens": 2048, "ungraded_as_zero": False},
+    "random_signal": {"seed": None},
+    "select_subsets": {"parent": None, "low": 1.0, "high": 9.0, "strict": True, "seed": None, "distill_below": None},
+    "keep_subset": {"column": None},
+    "annotate_solution": {"tokenizer": "deepseek-ai/DeepSeek-V3", "max_answer_tokens": 4096, "only_where": None,
+                          "on_failure": "drop"},
+    "mixture": {"sources": ["TextbookReasoning", "NaturalReasoning", "Nemotron-Science"], "expect": None},
+}
+
+
+def test_every_stages_defaults_are_the_recorded_ones():
+    from megascience_build.engine.params import default_of, fields_of
+    from megascience_build.stages.catalogue import builtin_stages
+    found = {cls.name: {f.name: default_of(f) for f, _ in fields_of(cls.Params)} for cls in builtin_stages()}
+    assert {n: list(d.items()) for n, d in found.items()} == {n: list(d.items()) for n, d in RECORDED_DEFAULTS.items()}

@@ -1,10 +1,9 @@
-"""What the TextbookReasoning stages share: the seven disciplines and their spellings, and one row's
-provenance with a step appended (the request flow and the step itself are engine/llm_stage.py's).
+"""What the TextbookReasoning stages share: the seven disciplines and their spellings (extract_qa picks a
+prompt per discipline, finalize writes the released subject), and the default prompt files of its LLM stages.
 """
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping
+from typing import Any
 
 
 # The seven disciplines of the paper and the spellings accepted for each in the `subject` column.
@@ -22,22 +21,6 @@ def discipline_of(subject: Any) -> str | None:
     if not isinstance(subject, str):
         return None
     return _SUBJECT_ALIASES.get(" ".join(subject.strip().lower().split()))
-
-
-def provenance_with_step(prov: str, step: Mapping[str, Any], signals: Mapping[str, Any] | None = None,
-                         origin: Mapping[str, Any] | None = None) -> str:
-    """One row's provenance JSON with a step appended (and signals merged, origin replaced if given).
-
-    records.add_step appends the same step to a whole table; stages whose rows carry different steps
-    (extraction: a prompt per discipline and standard) build each row's provenance with this.
-    """
-    data = json.loads(prov) if prov else {}
-    if origin is not None:
-        data["origin"] = dict(origin)
-    data.setdefault("origin", {})
-    data.setdefault("steps", []).append(dict(step))
-    data.setdefault("signals", {}).update(signals or {})
-    return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
 
 def __getattr__(name: str):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import pyarrow as pa
 
@@ -29,7 +29,7 @@ from ..engine import records
 from ..engine.llm_stage import LLMStage, Outcome
 from ..engine.params import param
 from ..engine.stage import StageError, StageOutput
-from ._textbook_llm import DISCIPLINES, discipline_of, provenance_with_step
+from ._textbook_llm import DISCIPLINES, discipline_of
 from .replies import clean
 
 STANDARDS = ("high", "low")
@@ -194,3 +194,19 @@ class ExtractQA(LLMStage):
                 "chunk_id": chunk_id, "chunk_text": chunk["chunk_text"], "standard": standard,
                 records.PROVENANCE: provenance_with_step(prov, {**step, "pair_index": k}, origin=origin),
             }
+
+
+def provenance_with_step(prov: str, step: Mapping[str, Any], signals: Mapping[str, Any] | None = None,
+                         origin: Mapping[str, Any] | None = None) -> str:
+    """One row's provenance JSON with a step appended (and signals merged, origin replaced if given).
+
+    records.add_step appends the same step to a whole table; here each pair row carries its own step (a prompt
+    per discipline and standard, its pair index) and its chunk's origin.
+    """
+    data = json.loads(prov) if prov else {}
+    if origin is not None:
+        data["origin"] = dict(origin)
+    data.setdefault("origin", {})
+    data.setdefault("steps", []).append(dict(step))
+    data.setdefault("signals", {}).update(signals or {})
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
