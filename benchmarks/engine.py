@@ -28,10 +28,9 @@ from megascience_build.backends.base import GenerationRequest, GenerationResult,
 from megascience_build.backends.identity import ModelIdentity
 from megascience_build.engine import records
 from megascience_build.engine.cache import RequestCache, encode_result
-from megascience_build.engine.stage import Stage, StageOutput, register
+from megascience_build.engine.stage import Stage, StageOutput
 
 
-@register
 class BenchLength(Stage):
     """A typical cheap CPU stage: a derived column and a filter with a drop reason."""
     name = "bench_length"
@@ -40,6 +39,9 @@ class BenchLength(Stage):
 
     def process(self, batch, ctx):
         return StageOutput(*transform(batch))
+
+
+STAGES = [BenchLength]      # this script is the pipeline's plugin (`plugins: [__main__]`)
 
 
 def transform(batch: pa.Table):
@@ -91,7 +93,8 @@ def bench_executor(rows: int, shards: int, tmp: Path) -> None:
     (tmp / "data").mkdir()
     pq.write_table(table, tmp / "data" / "in.parquet")
     per_shard = -(-rows // shards)
-    doc = {"name": "bench", "input": {"parquet": ["data/in.parquet"], "rows_per_shard": per_shard},
+    doc = {"name": "bench", "plugins": [__name__],
+           "input": {"parquet": ["data/in.parquet"], "rows_per_shard": per_shard},
            "stages": [{"stage": "bench_length"}]}
     (tmp / "pipeline.yaml").write_text(yaml.safe_dump(doc))
 
