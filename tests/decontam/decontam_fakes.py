@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from megascience_build.backends.base import GenerationResult
+from support.models import RecordingModel
 
 
 class BagOfWordsEmbedder:
@@ -28,22 +29,11 @@ class BagOfWordsEmbedder:
         return out / np.maximum(norms, 1e-12)
 
 
-class ScriptedLLM:
-    """Replies from a function of the rendered user message; records every request."""
-    model_id = "test/scripted"
-    revision = "0"
+class ScriptedLLM(RecordingModel):
+    """A recording model replying from a function of the rendered user message."""
 
     def __init__(self, reply):
-        self.reply = reply
-        self.requests = []
-
-    def generate(self, requests):
-        self.requests += list(requests)
-        out = []
-        for r in requests:
-            value = self.reply(r.messages[-1]["content"])
-            out.append(value if isinstance(value, GenerationResult) else GenerationResult(value, "stop"))
-        return out
+        super().__init__(lambda request: reply(request.messages[-1]["content"]), "test/scripted", "0")
 
 
 class MiniLMEmbedder:

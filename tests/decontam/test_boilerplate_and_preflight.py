@@ -46,7 +46,7 @@ def test_a_shared_preamble_is_not_evidence_but_a_copied_question_after_it_is(tmp
     out = stage.process(rows([UNRELATED, COPIED]), make_ctx(judge, BagOfWordsEmbedder()))
     assert dict(out.dropped) == {1: "contaminated_ngram"}             # the preamble alone removes nothing
     assert out.kept.column("question").to_pylist() == [UNRELATED]
-    assert len(judge.requests) == 1                                  # the kept row went on to the judge
+    assert len(judge.calls) == 1                                  # the kept row went on to the judge
     report = contamination_report(out.counters, stage.index())
     [match] = report["matches"]
     assert (match["method"], match["rows"], match["question"]) == ("ngram", 1, BENCH[1])

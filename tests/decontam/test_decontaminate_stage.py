@@ -90,12 +90,12 @@ def test_every_route(registry, make_ctx):
     assert c["contaminated:alpha:exact"] == 1 and c["contaminated:alpha:ngram"] == 1
     assert c["contaminated:alpha:judge"] == 1
     # 4 rows reach the judge, each with all 5 benchmark questions as neighbours
-    assert c["judge_calls"] == len(llm.requests) == 20 and c["rows_judged"] == 4
+    assert c["judge_calls"] == len(llm.calls) == 20 and c["rows_judged"] == 4
     assert c["judge_yes"] == 1 and c["unparseable_judgement"] == 1 and c["judge_generation_length"] == 1
     assert c["judge_no"] == 20 - 3
     # the rendered prompt carries both questions
     assert any(questions[2] in r.messages[-1]["content"] and ALPHA[0] in r.messages[-1]["content"]
-               for r in llm.requests)
+               for r in llm.calls)
 
     sky, tan = signals_of(out.kept)
     assert sky["decision"] == "not_same" and sky["judged"] == 5 and sky["judged_no"] == 5
@@ -134,12 +134,12 @@ def test_similarity_floor_and_top_k(registry, make_ctx):
     llm = ScriptedLLM(lambda p: "Decision: NO")
     qs = ["Why is the sky blue during the day?", "Which organelle does photosynthesis in a plant cell?"]
     out = make_stage(registry, min_similarity=0.99).process(table(qs), make_ctx(llm, BagOfWordsEmbedder()))
-    assert not out.dropped and not llm.requests
+    assert not out.dropped and not llm.calls
     assert out.counters["pairs_below_floor"] == 10
     assert [s["decision"] for s in signals_of(out.kept)] == ["below_floor", "below_floor"]
     out = make_stage(registry, min_similarity=0.3, top_k=2).process(table(qs), make_ctx(llm, BagOfWordsEmbedder()))
     # only the photosynthesis question is close to a benchmark question
-    assert len(llm.requests) == 1 and "photosynthesis" in llm.requests[0].messages[-1]["content"]
+    assert len(llm.calls) == 1 and "photosynthesis" in llm.calls[0].messages[-1]["content"]
     assert out.counters["pairs_below_floor"] == 3
 
 

@@ -3,33 +3,24 @@ parquet files."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megascience_build.backends.base import GenerationRequest, GenerationResult, SamplingParams
+from support.models import RecordingModel
 from support.stage_context import stage_context
 
 
 # ------------------------------------------------------------------------------------------ stage context
 @dataclass
-class ScriptedGen:
-    """A generator whose answer is a function of the request; it records every request."""
-    reply: Callable[[GenerationRequest], GenerationResult | str]
+class ScriptedGen(RecordingModel):
+    """A recording model whose answers report 10 prompt tokens."""
     model_id: str = "scripted/model"
     revision: str = "test"
-    calls: list = field(default_factory=list)
-
-    def generate(self, requests):
-        self.calls.extend(requests)
-        out = []
-        for r in requests:
-            res = self.reply(r)
-            out.append(GenerationResult(res, "stop", 10, max(1, len(res.split()))) if isinstance(res, str) else res)
-        return out
+    prompt_tokens: int = 10
 
 
 def stage_ctx(models: dict, prompts: dict, sampling: SamplingParams = SamplingParams(temperature=0.7, max_tokens=512),

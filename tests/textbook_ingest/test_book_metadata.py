@@ -101,7 +101,7 @@ def test_model_classifies_and_drops_with_reasons():
     assert (step["model"], step["revision"], step["prompt_sha256"]) == ("scripted/classifier", "r1", tmpl.sha256)
     assert [p["signals"]["book_metadata_source"] for p in provs] == ["model", "model+declared"]
     # the prompt carries the title and only the first excerpt_chars characters
-    user = llm.requests[0].messages[-1]["content"]
+    user = llm.calls[0].messages[-1]["content"]
     assert "Title: Quantum Mechanics" in user and "Body text of the book." in user
     assert len(user) < len(tmpl.user) + 2000 + 100
 
@@ -110,7 +110,7 @@ def test_use_declared_false_asks_the_model_and_no_fallback():
     table = books_table([("Calculus", "mathematics", "undergraduate")])
     ctx, llm = classify_ctx([("nonsense", "stop")])
     out = ClassifyBooks(params={"use_declared": False, "fallback_to_declared": False}).process(table, ctx)
-    assert out.dropped == [(0, "unparseable_metadata")] and len(llm.requests) == 1
+    assert out.dropped == [(0, "unparseable_metadata")] and len(llm.calls) == 1
 
 
 def test_min_level_is_checked():

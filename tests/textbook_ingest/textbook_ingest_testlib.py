@@ -3,13 +3,13 @@ with a scripted classifier), pdf bytes."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
-from megascience_build.backends.base import GenerationResult, SamplingParams
+from megascience_build.backends.base import SamplingParams
 from megascience_build.engine import records
+from support.models import RecordingModel
 from support.stage_context import stage_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,26 +25,11 @@ def file_table(paths) -> pa.Table:
                      "path": paths})
 
 
-@dataclass
-class ScriptedLLM:
-    """Answers requests in order from a list of (text, finish_reason); records what it was asked."""
-    answers: list
-    model_id: str = "scripted/classifier"
-    revision: str = "r1"
-    requests: list = field(default_factory=list)
-
-    def generate(self, requests):
-        self.requests.extend(requests)
-        out = []
-        for _ in requests:
-            text, finish = self.answers.pop(0)
-            out.append(GenerationResult(text=text, finish_reason=finish))
-        return out
-
-
 def classify_ctx(answers) -> tuple:
-    """(context, classifier): book_metadata's context whose model answers in order from `answers`."""
-    llm = ScriptedLLM(list(answers))
+    """(context, classifier): book_metadata's context whose model answers in order from `answers`, a list of
+    (text, finish_reason)."""
+    answers = list(answers)
+    llm = RecordingModel(lambda request: answers.pop(0), "scripted/classifier", "r1")
     return stage_context(models={None: llm}, prompts={"classify": "classify_book.txt"},
                          sampling=SamplingParams(temperature=0.0, max_tokens=32)), llm
 

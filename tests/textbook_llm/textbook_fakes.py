@@ -3,13 +3,13 @@ with recording scripted models."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import pyarrow as pa
 
-from megascience_build.backends.base import GenerationRequest, GenerationResult, SamplingParams
+from megascience_build.backends.base import GenerationRequest, SamplingParams
 from megascience_build.engine import records
+from support.models import RecordingModel
 from support.stage_context import stage_context
 
 
@@ -18,21 +18,10 @@ def user_text(req: GenerationRequest) -> str:
 
 
 @dataclass
-class FakeLLM:
-    """A backend answering each request with reply(request) -> str | GenerationResult; records every request
-    that reaches it (the cache in front of it answers repeated prompts)."""
-    reply: Callable[[GenerationRequest], "str | GenerationResult"]
+class FakeLLM(RecordingModel):
+    """A recording model named like the stage tests' models."""
     model_id: str = "fake/judge-model"
     revision: str = "rev-1"
-    calls: list[GenerationRequest] = field(default_factory=list)
-
-    def generate(self, requests):
-        self.calls.extend(requests)
-        out = []
-        for req in requests:
-            r = self.reply(req)
-            out.append(r if isinstance(r, GenerationResult) else GenerationResult(text=r, finish_reason="stop"))
-        return out
 
 
 def FakeCtx(stage, llms: dict, sampling: SamplingParams | None = None, seed: int = 0):  # noqa: N802 (the tests' name)
