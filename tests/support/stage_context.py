@@ -10,7 +10,7 @@ A model is one of:
   - a callable responder (request -> str | (text, finish_reason) | GenerationResult): the scripted backend,
     made by the engine's ModelPool from a `models:` spec, as a pipeline file would name it;
   - a `models:` spec mapping ({"backend": "scripted", "model": ..., "options": {"rules": [...]}});
-  - an object with `generate(requests)` (a recording test double, or a real model loaded once per session),
+  - an object with `generate(requests)` (support.models.RecordingModel, or a real model loaded once per session),
     used as the role's backend as is.
 Embedders are an object with `encode(texts)` or a spec mapping. The role None is the stage's own role
 (its `resources.llm` / `resources.embedder`, else "model" / "embedder").
