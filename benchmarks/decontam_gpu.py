@@ -51,20 +51,6 @@ class Embedder:
                                  show_progress_bar=False).astype(np.float32)
 
 
-def _import_stage_module_alone() -> None:
-    """The GPU image lacks some CPU-side dependencies of other stages (pypdf, ...): when importing the stages
-    package (which imports every stage) fails, register it bare so decontaminate.py alone can load."""
-    import importlib
-    try:
-        importlib.import_module("megascience_build.stages")
-    except ImportError:
-        import types
-        # stage modules imported before the failure stay registered and loaded; only the package is replaced
-        pkg = types.ModuleType("megascience_build.stages")
-        pkg.__path__ = [str(Path(megascience_build.__file__).parent / "stages")]
-        sys.modules["megascience_build.stages"] = pkg
-
-
 def registry_file(bench_dir: str | None, out: Path) -> str:
     if not bench_dir:
         return str(Path(megascience_build.__file__).parent / "pipelines" / "benchmarks.yaml")
@@ -88,7 +74,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    _import_stage_module_alone()
     from megascience_build.contamination.planted import PlantedPairJudge, plant, planted_table
     from megascience_build.contamination.matching import top_k
     from megascience_build.engine.prompts import load_prompt

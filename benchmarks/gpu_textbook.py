@@ -79,19 +79,13 @@ def chunk_corpus(work: Path, tokenizer: str, window: int) -> pa.Table:
 
 
 def import_stages() -> str | None:
-    """Import every stage; if a CPU-side dependency of some stage (pypdf, zstandard, ...) is missing on the GPU
-    image, register the three stages this script needs alone and return the import error."""
+    """None if the ingest stage loads, else its import error: the GPU image may lack its CPU-side dependencies
+    (pypdf, zstandard, ...). Stage modules load one by one (stages/catalogue.py), so the others still work."""
     import importlib
-    import types
     try:
-        importlib.import_module("megascience_build.stages")
+        importlib.import_module("megascience_build.stages.ingest")
         return None
     except ImportError as e:
-        pkg = types.ModuleType("megascience_build.stages")
-        pkg.__path__ = [str(PACKAGE / "stages")]
-        sys.modules["megascience_build.stages"] = pkg
-        for name in ("chunk", "extract_qa", "decontaminate"):
-            importlib.import_module(f"megascience_build.stages.{name}")
         return f"{type(e).__name__}: {e}"
 
 
