@@ -26,7 +26,6 @@ _BOXED = "\\boxed{"
 class AnnotateSolution(LLMStage):
     name = "annotate_solution"
     summary = "a step-by-step solution with a \\boxed{} answer replaces the response (paper §3.4; DeepSeek-V3)"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "answer")
     outputs = ("answer",)
 

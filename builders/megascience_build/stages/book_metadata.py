@@ -29,7 +29,6 @@ PROMPT_SLOT = "classify"
 class ClassifyBooks(LLMStage):
     name = "book_metadata"
     summary = "each book's subject (7 disciplines) and academic level (Llama-3.3-70B-Instruct)"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "title", "text", "declared_subject", "declared_level")
     outputs = ("subject", "level")
     default_prompts = {PROMPT_SLOT: "classify_book.txt"}

@@ -56,7 +56,6 @@ class SupplementCoT(LLMStage):
     name = "cot"
     summary = ("judge whether an answer shows its reasoning; supplement it if not "
                "(paper §2.4; Llama-3.3-70B judge, DeepSeek-V3 writer)")
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "answer")
     outputs = ("answer", "cot_supplemented")
     default_prompts = {"judge": "judge_cot.txt", "supplement": "supplement_cot.txt", "distill": "distill_cot.txt"}

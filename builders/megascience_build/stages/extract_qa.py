@@ -104,7 +104,6 @@ def parse_qa_pairs(text: object) -> list[tuple[str, str]] | None:
 class ExtractQA(LLMStage):
     name = "extract_qa"
     summary = "question-answer pairs from each chunk, high and low standard (paper §2.2; Llama-3.3-70B-Instruct)"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "subject")          # plus `chunk_text` or `text`
     outputs = ("question", "answer", "chunk_id", "standard")
     default_prompts = {f"{s}_{d}": f"extract_{s}_{d}.txt" for s in STANDARDS for d in DISCIPLINES}

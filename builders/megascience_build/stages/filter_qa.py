@@ -29,9 +29,7 @@ from .replies import parse_decision
 class FilterQA(LLMStage):
     name = "filter_qa"
     summary = "reject contradictory, incomplete or context-dependent pairs (paper §2.4; Llama-3.3-70B-Instruct)"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "answer")
-    outputs = ()
     default_prompts = {"filter": "filter_qa.txt"}
 
     @dataclass(frozen=True)

@@ -68,7 +68,6 @@ def _strip_answer(value: str) -> str:
 class ReferenceAnswer(LLMStage):
     name = "reference_answer"
     summary = "the concise reference answer: the last \\boxed{} or asked (paper §3.3; Llama-3.3-70B-Instruct)"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "answer")
     outputs = ("reference_answer",)
     default_prompts = {"reference": "reference_answer.txt"}

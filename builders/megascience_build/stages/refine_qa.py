@@ -75,7 +75,6 @@ def parse_refined(text: object) -> Refinement | str | None:
 class RefineQA(LLMStage):
     name = "refine_qa"
     summary = "rewrite each pair self-contained, with its source chunk (paper §2.4; DeepSeek-V3)"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "answer", "chunk_text")
     outputs = ("question", "answer")
     default_prompts = {"refine": "refine_qa.txt"}

@@ -81,7 +81,6 @@ def count_tokens(texts: list[str], tokenizer: str | None, fallback: list[int]) -
 class ResponseLength(LLMStage):
     name = "response_length"
     summary = "tokens of a reference model's response; over the limit: length_excluded (paper §3.3; Qwen2.5-72B)"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question")
     outputs = ("response_length", "length_excluded")
     default_prompts = {"response": "reference_response.txt"}
@@ -130,7 +129,6 @@ class Difficulty(LLMStage):
     name = "difficulty"
     summary = ("k policy answers per question graded 0-10 against the reference answer; their mean "
                "(paper §3.3; Qwen2.5-7B x16, Qwen2.5-32B grader)")
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE, "question", "reference_answer")
     outputs = ("difficulty", "difficulty_grades", "difficulty_unparseable", "difficulty_failed_samples",
                "difficulty_status")
@@ -200,7 +198,6 @@ class Difficulty(LLMStage):
 class RandomSignal(Stage):
     name = "random_signal"
     summary = "uniform_u01(seed, id): a seeded number in [0, 1) per row"
-    kind = "map"
     inputs = (records.ID, records.PROVENANCE)
     outputs = ("random_u01",)
 
