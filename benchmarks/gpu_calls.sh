@@ -13,7 +13,7 @@
 #   bash benchmarks/gpu_calls.sh parity       # carry .gpu/common .gpu/p2, right after throughput: parity only
 #   bash benchmarks/gpu_calls.sh paged        # transformers' paged continuous batching, one process per scenario
 # Issue 13's second round (2026-12-04, 03:03-03:31 UTC, BENCHMARKS.md): PROFILE=1 throughput (with the
-#   default PATHS, whose paged-graphs variant got the process killed at its start: hence `paged` apart),
+#   default PATHS, whose paged-graphs variant ran the host out of memory in its warm-up: hence `paged` apart),
 #   PARITY_SMALL=8 parity, PROFILE=1 PATHS=static,static-k1,static-sdpa,plain PATHS_B=static throughput,
 #   MODEL3=llama-8b SCEN=single,b PATHS=static big, paged, and single-stream runs with --prompts 8.
 # SMOKE=1 runs the same steps tiny on a CPU (a dry run of the script).

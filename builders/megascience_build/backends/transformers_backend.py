@@ -21,7 +21,8 @@ generation_paths.py; eager on CPU); "auto" (default) is static on CUDA for the m
 supports (static_generation.SUPPORTED_MODEL_TYPES, full attention only) and plain otherwise, on the
 measurement in BENCHMARKS.md ("Model backends"; on an H200 3.3-4.8x plain's tokens/s at fixed reply
 lengths, 17x with spread reply lengths, 8-18x single-stream; transformers' own paged continuous batching,
-`generate_batch`'s manager, made 0.39x plain there and its CUDA-graph options did not start, so it is no path). The static path prefills its own way (chunks
+`generate_batch`'s manager, made 0.39x plain there, and its CUDA-graph warm-up ran the 128 GB host out of
+memory, so it is no path). The static path prefills its own way (chunks
 of length-sorted prompts under an explicit mask); `prefill` applies to the plain path. Both paths select tokens the same way (greedy argmax, the
 seeded sampler below), end replies by the same rules (EOS, stop strings, max_tokens -> "length") and build
 results with the same code, so the option does not enter the identity; if the static path fails for a
