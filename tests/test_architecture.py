@@ -142,9 +142,6 @@ CITED = re.compile(r"(?<![\w./<>{}*$-])((?:\.\./)*(?:[\w.-]+/)+[\w.-]+\.(?:py|ya
 BARE_DOC = re.compile(r"(?<![\w./-])([A-Za-z][\w-]*\.md)\b")
 OUTSIDE = re.compile(r"\bDESIGN\b|\.\./shared/(?!benchmarks\b)")    # documents of the workspace, not of the repository
 OUTPUT_FILES = {"report.md", "eval_report.md"}                      # what the CLIs write, not documents
-# citations being fixed by the owners of those files: listed so the suite passes meanwhile; an entry that no
-# longer dangles fails the test, so the list only shrinks
-BEING_FIXED = {"builders/megascience_build/stages/finalize.py:1: paper.md"}
 
 
 def docs_and_comments(path: Path):
@@ -186,9 +183,6 @@ def test_cited_repository_files_exist():
                     if doc not in OUTPUT_FILES and not any((b / doc).exists() for b in bases):
                         dangling.append(f"{where}: {doc}")
                 dangling += [f"{where}: {m.group(0)} (outside the repository)" for m in OUTSIDE.finditer(text)]
-    fixed = sorted(BEING_FIXED - set(dangling))
-    assert not fixed, f"fixed, so remove from BEING_FIXED: {fixed}"
-    dangling = [d for d in dangling if d not in BEING_FIXED]
     assert not dangling, "docstrings and comments cite files that are not in the repository:\n" + "\n".join(dangling)
 
 

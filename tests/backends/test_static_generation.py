@@ -143,7 +143,7 @@ def test_decode_attention_matmul_equals_sdpa():
     on the same packed query, masked cache and grouped K/V heads."""
     import torch
 
-    from megascience_build.backends import static_generation as sg
+    from megascience_build.backends import slot_cache as sg
 
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(shape, generator=gen) for shape in ((3, 8, 1, 16), (3, 2, 40, 16), (3, 2, 40, 16)))

@@ -3,7 +3,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from dedup_lib import question_table
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.pipeline_config import load_pipeline
 
 BASE = [f"Explain experiment number {i} on the {w} of a pendulum of length {i + 2} metres in detail."

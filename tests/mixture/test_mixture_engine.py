@@ -10,7 +10,8 @@ import yaml
 
 from mixture_fixtures import NEMOTRON_SCHEMA, NR_SCHEMA, expected_difficulty_n, nemotron_rows, nr_rows
 from megascience_build.engine import records
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.pipeline_config import load_pipeline
 from megascience_build.release.catalogue_builds import catalogue_columns
 from megascience_build.release.configurations import assemble

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from megascience_build.engine import records
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.pipeline_config import load_pipeline
 
 from textbook_ingest_testlib import CORPUS

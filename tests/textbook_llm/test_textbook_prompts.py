@@ -9,7 +9,12 @@ from megascience_build.stages.extract_qa import parse_qa_pairs
 from megascience_build.stages.reference_answer import parse_reference_answer
 from megascience_build.stages.refine_qa import parse_refined
 from megascience_build.stages.replies import parse_decision
-from megascience_build.stages._textbook_llm import DISCIPLINES, PROMPT_FILES
+from megascience_build.stages.catalogue import builtin_class
+from megascience_build.stages.disciplines import DISCIPLINES
+
+# stage -> {slot: default prompt file} of the five TextbookReasoning LLM stages, from the stage classes
+PROMPT_FILES = {stage: dict(builtin_class(stage).default_prompts)
+                for stage in ("extract_qa", "refine_qa", "cot", "filter_qa", "reference_answer")}
 from megascience_build.stages.extract_qa import ExtractQA
 
 FIELDS = {"refine_qa": {"chunk", "question", "answer"}, "judge_cot": {"question", "answer"},

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from megascience_build.demo import PIPELINE
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.pipeline_config import load_pipeline
 
 CACHE = Path(__file__).parent / "fixtures" / "demo_cache.sqlite"

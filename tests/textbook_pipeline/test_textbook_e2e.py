@@ -12,7 +12,8 @@ import yaml
 from textbook_e2e_lib import VARIANTS, calls, make_corpus, output_table, stage_table, write_pipeline
 from textbook_e2e_script import EXTRACTOR_MARK, GENERATED, REFINER_MARK, kind_of
 from megascience_build.engine import records
-from megascience_build.engine.executor_local import RunOptions, run_local
+from megascience_build.engine.executor_local import run_local
+from megascience_build.engine.orchestration import RunOptions
 from megascience_build.engine.pipeline_config import load_pipeline
 
 ONE_TO_ONE = ("ingest_books", "book_dedup", "book_metadata", "dedup", "refine", "cot", "filter", "decontaminate",

@@ -29,7 +29,7 @@ from ..engine import records
 from ..engine.llm_stage import LLMStage, Outcome
 from ..engine.params import param
 from ..engine.stage import StageError, StageOutput
-from ._textbook_llm import DISCIPLINES, discipline_of
+from .disciplines import DISCIPLINES, discipline_of
 from .replies import clean
 
 STANDARDS = ("high", "low")

@@ -3,7 +3,7 @@
 Columns out, in order: id, question, answer, subject, reference_answer, provenance (all strings).
 Text fields are stripped of surrounding whitespace; a row with an empty question or answer is dropped
 as `empty_field`. `subject` is written in the lowercase short form seen in the released data
-(paper.md §1.11: `math`, `physics`, `chemistry`, `biology`, `medicine`, `cs`; `economics` assumed):
+(the paper's description of the released data: `math`, `physics`, `chemistry`, `biology`, `medicine`, `cs`; `economics` assumed):
 
     mathematics -> math         computer science -> cs         economics -> economics
     physics, chemistry, biology, medicine -> unchanged (lowercased)
@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..engine import records
 from ..engine.stage import Stage, StageOutput
-from ._textbook_llm import discipline_of
+from .disciplines import discipline_of
 
 RELEASED_SUBJECT = {"mathematics": "math", "physics": "physics", "chemistry": "chemistry", "biology": "biology",
                     "medicine": "medicine", "computer_science": "cs", "economics": "economics"}

@@ -1,6 +1,5 @@
-"""What the TextbookReasoning stages share: the seven disciplines and their spellings (extract_qa picks a
-prompt per discipline, finalize writes the released subject), and the default prompt files of its LLM stages.
-"""
+"""The seven disciplines of TextbookReasoning and their spellings: extract_qa picks a prompt per discipline,
+finalize writes the released subject."""
 from __future__ import annotations
 
 from typing import Any
@@ -21,13 +20,3 @@ def discipline_of(subject: Any) -> str | None:
     if not isinstance(subject, str):
         return None
     return _SUBJECT_ALIASES.get(" ".join(subject.strip().lower().split()))
-
-
-def __getattr__(name: str):
-    """PROMPT_FILES: stage name -> {slot: default prompt file} of the five TextbookReasoning LLM stages, read
-    from the stage classes (their `default_prompts`), for tests that fill every slot with its default."""
-    if name == "PROMPT_FILES":
-        from .catalogue import builtin_class
-        return {stage: dict(builtin_class(stage).default_prompts)
-                for stage in ("extract_qa", "refine_qa", "cot", "filter_qa", "reference_answer")}
-    raise AttributeError(name)
