@@ -82,13 +82,11 @@ class SlotCache:
         self.step = self.state[2 * slots:]
         self.span = length
         self.prefill: list[tuple[int, int]] | None = None  # (slot, prompt length) per row while prefilling
-        self.updates = 0
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return 0  # positions are always given explicitly
 
     def update(self, key, value, layer_idx, *_args, **_kwargs):
-        self.updates += 1
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         if self.prefill is not None:
             width = key.shape[2]

@@ -141,7 +141,7 @@ class StaticEngine:
         self.cache = SlotCache(model.config, self.slots, self.length, self.dtype, self.device)
         self.cache_kw = cache_keyword(model.forward)
         self.eos = torch.tensor(sorted(set(eos_ids)), device=self.device)
-        self.eos_set, self.pad_id, self.ignore_eos = set(eos_ids), pad_id, bool(ignore_eos)
+        self.pad_id, self.ignore_eos = pad_id, bool(ignore_eos)
         self.graphs_on = self.device.type == "cuda" if graphs is None else bool(graphs)
         self.prefill_tokens = int(prefill_tokens)
         self.admit_at = max(1, int(self.slots * admit_fraction))  # free slots that trigger a prefill
