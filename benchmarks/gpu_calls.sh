@@ -16,6 +16,9 @@
 #   default PATHS, whose paged-graphs variant ran the host out of memory in its warm-up: hence `paged` apart),
 #   PARITY_SMALL=8 parity, PROFILE=1 PATHS=static,static-k1,static-sdpa,plain PATHS_B=static throughput,
 #   MODEL3=llama-8b SCEN=single,b PATHS=static big, paged, and single-stream runs with --prompts 8.
+# Third round (2026-12-04, 04:59-05:19 UTC): PATHS=static,plain PATHS_B=static,plain BUDGET=520 throughput,
+#   PARITY_SMALL=8 parity, then gpu_engine.py --models llama-8b --scenarios b --paths static,plain --prompts 128
+#   directly; 06:06: benchmarks/gpu_oom_retry.py (the plain path's halving after running out of memory).
 # SMOKE=1 runs the same steps tiny on a CPU (a dry run of the script).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error

@@ -4,6 +4,7 @@ EOS, max_tokens, seeded samples, slot reuse and compaction; a tiny random model'
 between batch shapes even on the plain path, so it only checks the out-of-memory rerun)."""
 from __future__ import annotations
 
+import weakref
 from types import SimpleNamespace
 
 import pytest
@@ -174,9 +175,14 @@ def test_out_of_memory_halves_the_slots_and_reruns_unfinished(tiny, monkeypatch)
     original = StaticEngine.run
     calls = []
 
+    failed = []
+
     def flaky(self, jobs, finished):
         calls.append(self.slots)
+        # the failed engine (and so its KV cache) is released before the retry builds a smaller one
+        assert all(ref() is None for ref in failed), "the retry ran while the failed engine lived"
         if len(calls) == 1:
+            failed.append(weakref.ref(self))
             gen = original(self, jobs, finished)
             yield next(gen)  # one result arrives, then the GPU runs out of memory
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")

@@ -70,13 +70,20 @@ def test_bad_dummy_settings_are_named():
 
 
 def test_out_of_memory_halves_the_batch(tiny, monkeypatch):
+    """Halves run after the failed attempt's memory is released: its frame (here a tensor standing in for
+    its KV cache) must be gone when a retry starts, not kept alive by the exception being handled."""
+    import weakref
+
     import torch
 
-    original, sizes = tiny._run, []
+    original, sizes, failed_caches = tiny._run, [], []
 
     def flaky(reqs, prompts):
         sizes.append(len(reqs))
+        assert all(ref() is None for ref in failed_caches), "a retry ran while a failed attempt's cache lived"
         if len(reqs) > 1:
+            kv_cache = torch.zeros(1024)
+            failed_caches.append(weakref.ref(kv_cache))
             raise torch.OutOfMemoryError("fake OOM")
         return original(reqs, prompts)
 

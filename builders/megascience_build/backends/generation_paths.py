@@ -87,18 +87,18 @@ class StaticPath:
                 return results
             except torch.OutOfMemoryError as exc:
                 self._retire()
-                if b.device.startswith("cuda"):
-                    torch.cuda.empty_cache()
-                todo = [i for i in todo if i not in results]
-                if slots == 1:
-                    for i in todo:
-                        results[i] = GenerationResult("", "error", prompt_tokens=len(prompts[i]),
-                                                      error=f"out of memory: {exc}")
-                    return results
-                self.slot_cap = slots // 2
-                b.oom_splits += 1
-                log.warning("out of memory with %d slots; %d requests again with %d", slots, len(todo),
-                            self.slot_cap)
+                oom = f"out of memory: {exc}"
+            # After the except block, where the traceback no longer holds the failed engine's cache.
+            if b.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            todo = [i for i in todo if i not in results]
+            if slots == 1:
+                for i in todo:
+                    results[i] = GenerationResult("", "error", prompt_tokens=len(prompts[i]), error=oom)
+                return results
+            self.slot_cap = slots // 2
+            b.oom_splits += 1
+            log.warning("out of memory with %d slots; %d requests again with %d", slots, len(todo), self.slot_cap)
         return results
 
     def close(self) -> None:
