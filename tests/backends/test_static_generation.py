@@ -258,3 +258,27 @@ def test_static_failure_falls_back_to_plain_for_the_rest(smollm2, smollm2_static
     assert as_tuples(out) == as_tuples(plain)
     assert smollm2_static.generation_path == "plain"
     assert smollm2_static.static_stats.get("prefills", 0) > finished_before  # the static path did run first
+
+
+def test_generate_stream_hands_over_each_reply_as_its_slot_finishes(smollm2, smollm2_static):
+    """generate_stream (the continuous flow's interface): per-request errors first, then each reply the
+    moment its slot finishes (a 2-token request listed last overtakes a 20-token one listed first), every
+    index exactly once, the same results as generate, and the caller's code between two replies runs outside
+    inference mode (a cache commit must not see inference tensors)."""
+    import torch
+
+    requests = [chat("Count from one to fifty, in words.", max_tokens=20), *MIXED[5:],
+                chat("Say hi.", max_tokens=2)]
+    expected = as_tuples(smollm2.generate(requests))
+    for backend in (smollm2_static, smollm2):
+        order, results = [], {}
+        for i, result in backend.generate_stream(requests):
+            assert not torch.is_inference_mode_enabled()
+            order.append(i)
+            results[i] = result
+        assert sorted(order) == list(range(len(requests)))
+        assert as_tuples([results[i] for i in range(len(requests))]) == expected
+        assert order[:2] == [1, 2]  # the too-long prompt and the bad message list, before any generation
+        if backend is smollm2_static:
+            assert order[2:] == [3, 0]
+    assert expected[0][1:3] == ("length", 20) and expected[3][1:3] == ("length", 2)

@@ -31,3 +31,49 @@ def test_continuous_flow_is_byte_identical_to_the_batch_flow(tmp_path):
 def test_an_unknown_flow_is_a_configuration_error(tmp_path):
     with pytest.raises(StageError, match="field 'flow' must be one of continuous, batch"):
         load_pipeline(write_pipeline(tmp_path / "p", models=scripted("eventually")))
+
+
+@pytest.fixture
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)     # 2 shared cores: one OpenMP thread is ~10x faster (tests/backends/conftest.py)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_transformers_static_path_streams_a_whole_shard(tmp_path, monkeypatch, one_torch_thread):
+    """The real SmolLM2 on the static path: in the continuous flow the engine feeds each shard's misses to
+    `generate_stream` in one call (no batch barrier, answers committed as their slots finish), and the
+    output is the batch flow's, byte for byte."""
+    from megascience_build.backends.transformers_backend import TransformersBackend
+
+    stages = [{"stage": "test_tag_length", "label": "tag"},
+              {"stage": "test_answer", "label": "answer", "llm": "gen", "prompts": {"ask": "ask.txt"},
+               "sampling": {"max_tokens": 32, "stop": ["?", "."]}}]
+    streamed = []
+    real_stream = TransformersBackend.generate_stream
+
+    def counting_stream(self, requests):
+        streamed.append(len(requests))
+        yield from real_stream(self, requests)
+
+    outputs = {}
+    for flow in ("batch", "continuous"):
+        models = {"gen": {"backend": "transformers", "model": "smollm2", "batch_size": 2, "flow": flow,
+                          "options": {"device": "cpu", "max_batch_size": 4, "generation_path": "static"}}}
+        with monkeypatch.context() as m:
+            m.setattr(TransformersBackend, "generate_stream", counting_stream)
+            if flow == "continuous":   # the engine must not fall back to batches of batch_size
+                m.setattr(TransformersBackend, "generate", lambda self, r: pytest.fail("generate was called"))
+            streamed.clear()
+            manifest = run_local(load_pipeline(write_pipeline(tmp_path / flow, models=models, stages=stages)),
+                                 tmp_path / f"w-{flow}", RunOptions(progress=False))
+        outputs[flow] = [open(p, "rb").read() for p in output_paths(manifest, tmp_path / f"w-{flow}")]
+        answer = next(s for s in manifest["stages"] if s["label"] == "answer")
+        assert answer["usage"]["requests"] == 23 and answer["counters"]["answered"] >= 12
+        # shards of 5 rows: 0-4, 5-9 (row 5 dropped), 10-14, 15-19, 20-23 (rows 21-23 repeat rows 0-2, so
+        # their answers are cache hits); batch: calls of at most batch_size, continuous: one call per shard
+        assert streamed == ([5, 4, 5, 5, 1] if flow == "continuous" else [2, 2, 1, 2, 2, 2, 2, 1, 2, 2, 1, 1])
+    assert outputs["batch"] == outputs["continuous"]

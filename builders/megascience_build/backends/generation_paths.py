@@ -1,8 +1,9 @@
 """How the transformers backend hands its requests to the static path (static_generation.py).
 
-`StaticPath.generate` turns validated prompts into engine jobs, applies the plain path's finish rules
-(EOS, max_tokens, stop strings) and builds each result with the backend's own `_result`, so texts, stop
-truncation and finish reasons mean what they mean on the plain path. The engine (its cache and captured
+`StaticPath.stream` (and `generate`, which collects it) turns validated prompts into engine jobs, applies
+the plain path's finish rules (EOS, max_tokens, stop strings) and builds each result with the backend's own
+`_result`, so texts, stop truncation and finish reasons mean what they mean on the plain path; `stream`
+hands each result over the moment its slot finishes. The engine (its cache and captured
 graphs) is kept between calls while it is large enough; a CUDA out-of-memory error halves the slots and
 reruns the unfinished requests from their start (a seeded sample starts again from its seed, so the
 rerun gives what the first run would have).
@@ -10,7 +11,7 @@ rerun gives what the first run would have).
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .base import GenerationRequest, GenerationResult
 from .static_generation import Job, StaticEngine, round_length, slot_count
@@ -71,10 +72,18 @@ class StaticPath:
                  into: dict[int, GenerationResult] | None = None) -> dict[int, GenerationResult]:
         """Results by request index; `into` (returned) receives them as they finish, so a caller whose call
         raises still has the finished ones."""
+        results: dict[int, GenerationResult] = {} if into is None else into
+        for i, result in self.stream(requests, prompts):
+            results[i] = result
+        return results
+
+    def stream(self, requests: Sequence[GenerationRequest], prompts: dict[int, list[int]]
+               ) -> Iterator[tuple[int, GenerationResult]]:
+        """(request index, result) for every prompt, each the moment its slot finishes."""
         import torch
 
         b = self.backend
-        results: dict[int, GenerationResult] = {} if into is None else into
+        done: set[int] = set()
         todo = sorted(prompts)
         while todo:
             jobs = [_job(i, prompts[i], requests[i]) for i in todo]
@@ -83,23 +92,23 @@ class StaticPath:
             slots = min(slots, self.slot_cap or slots)
             try:
                 for job in self._engine(slots, need).run(jobs, self._finished):
-                    results[job.index] = b._result(list(job.tokens), len(job.prompt), job.sampling)
-                return results
+                    done.add(job.index)
+                    yield job.index, b._result(list(job.tokens), len(job.prompt), job.sampling)
+                return
             except torch.OutOfMemoryError as exc:
                 self._retire()
                 oom = f"out of memory: {exc}"
             # After the except block, where the traceback no longer holds the failed engine's cache.
             if b.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-            todo = [i for i in todo if i not in results]
+            todo = [i for i in todo if i not in done]
             if slots == 1:
                 for i in todo:
-                    results[i] = GenerationResult("", "error", prompt_tokens=len(prompts[i]), error=oom)
-                return results
+                    yield i, GenerationResult("", "error", prompt_tokens=len(prompts[i]), error=oom)
+                return
             self.slot_cap = slots // 2
             b.oom_splits += 1
             log.warning("out of memory with %d slots; %d requests again with %d", slots, len(todo), self.slot_cap)
-        return results
 
     def close(self) -> None:
         self._retire()

@@ -281,62 +281,73 @@ class StaticEngine:
 
     def run(self, jobs: list[Job], finished):
         """Generate every job; `finished(job, tokens)` decides after each token whether the job is done
-        (the engine then frees its slot). Yields jobs as they finish."""
+        (the engine then frees its slot). Yields jobs as they finish, outside inference mode: the caller's
+        code between two answers (a cache commit) runs in its own grad mode."""
         torch = _torch()
         if any(len(j.prompt) + j.sampling.max_tokens > self.length for j in jobs):
             raise ValueError("a request does not fit the cache length")
         pending = deque(sorted(jobs, key=lambda j: (len(j.prompt), j.index)))
         free = list(range(self.slots))
         active: dict[int, Job] = {}
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        with torch.inference_mode():
-            while pending or active:
-                if pending and (not active or len(free) >= min(self.admit_at, len(pending))):
-                    t = time.perf_counter()
-                    yield from self._admit(pending, free, active, finished)
-                    sync()
-                    self.stats["prefill_s"] += time.perf_counter() - t
-                if not active:
-                    continue
-                t = time.perf_counter()
-                b = bucket_for(self.batch_sizes, max(active) + 1)
-                if not pending and bucket_for(self.batch_sizes, len(active)) < b:
-                    b = self._compact(active, free, bucket_for(self.batch_sizes, len(active)))
-                rows = [active.get(s) for s in range(b)]
-                sampled = any(j is not None and j.sampling.temperature > 0 for j in rows)
-                left = max(j.sampling.max_tokens - len(j.tokens) for j in rows if j is not None)
-                k = 1 if sampled else min(self.block, left)
-                pos = [len(j.prompt) + len(j.tokens) - 1 if j else 0 for j in rows]
-                span = bucket_for(self.spans, min(max(pos) + k, self.length))
-                host = self.state_host
-                host.zero_()
-                host[:b] = torch.tensor([j.tokens[-1] if j else 0 for j in rows])
-                host[self.slots:self.slots + b] = torch.tensor(pos)
-                self.cache.state.copy_(host, non_blocking=True)
-                for _ in range(k):
-                    logits, greedy = self._step(b, span)
-                if sampled:
-                    made = [[token] for token in self._choose(logits, rows, greedy)]
-                else:
-                    made = [list(col) for col in zip(*self.ring[:k, :b].tolist())]
-                for slot, tokens in enumerate(made):
-                    job = rows[slot]
-                    if job is None:
-                        continue
-                    for n, token in enumerate(tokens, 1):
-                        job.tokens.append(token)
-                        if finished(job, job.tokens):
-                            self.stats["wasted_steps"] += k - n
-                            del active[slot]
-                            heapq.heappush(free, slot)
-                            yield job
-                            break
-                self.stats["decode_steps"] += k
-                self.stats["decode_blocks"] += 1
-                self.stats["decode_s"] += time.perf_counter() - t
+        while pending or active:
+            with torch.inference_mode():
+                done = self._iterate(pending, free, active, finished)
+            yield from done
 
-    def _admit(self, pending, free, active, finished):
-        """Prefill waiting jobs into free slots, in chunks of at most `prefill_tokens` padded tokens."""
+    def _iterate(self, pending, free, active, finished) -> list[Job]:
+        """One turn of the loop: a prefill of waiting jobs when enough slots are free, then one block of
+        decode steps. Returns the jobs that finished."""
+        torch = _torch()
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        done: list[Job] = []
+        if pending and (not active or len(free) >= min(self.admit_at, len(pending))):
+            t = time.perf_counter()
+            done += self._admit(pending, free, active, finished)
+            sync()
+            self.stats["prefill_s"] += time.perf_counter() - t
+        if not active:
+            return done
+        t = time.perf_counter()
+        b = bucket_for(self.batch_sizes, max(active) + 1)
+        if not pending and bucket_for(self.batch_sizes, len(active)) < b:
+            b = self._compact(active, free, bucket_for(self.batch_sizes, len(active)))
+        rows = [active.get(s) for s in range(b)]
+        sampled = any(j is not None and j.sampling.temperature > 0 for j in rows)
+        left = max(j.sampling.max_tokens - len(j.tokens) for j in rows if j is not None)
+        k = 1 if sampled else min(self.block, left)
+        pos = [len(j.prompt) + len(j.tokens) - 1 if j else 0 for j in rows]
+        span = bucket_for(self.spans, min(max(pos) + k, self.length))
+        host = self.state_host
+        host.zero_()
+        host[:b] = torch.tensor([j.tokens[-1] if j else 0 for j in rows])
+        host[self.slots:self.slots + b] = torch.tensor(pos)
+        self.cache.state.copy_(host, non_blocking=True)
+        for _ in range(k):
+            logits, greedy = self._step(b, span)
+        if sampled:
+            made = [[token] for token in self._choose(logits, rows, greedy)]
+        else:
+            made = [list(col) for col in zip(*self.ring[:k, :b].tolist())]
+        for slot, tokens in enumerate(made):
+            job = rows[slot]
+            if job is None:
+                continue
+            for n, token in enumerate(tokens, 1):
+                job.tokens.append(token)
+                if finished(job, job.tokens):
+                    self.stats["wasted_steps"] += k - n
+                    del active[slot]
+                    heapq.heappush(free, slot)
+                    done.append(job)
+                    break
+        self.stats["decode_steps"] += k
+        self.stats["decode_blocks"] += 1
+        self.stats["decode_s"] += time.perf_counter() - t
+        return done
+
+    def _admit(self, pending, free, active, finished) -> list[Job]:
+        """Prefill waiting jobs into free slots, in chunks of at most `prefill_tokens` padded tokens; returns
+        the jobs that finished on their first token."""
         take = []
         while pending and free:
             job = pending.popleft()
@@ -351,15 +362,17 @@ class StaticEngine:
             chunk.append(job)
         if chunk:
             chunks.append(chunk)
+        done = []
         for chunk in chunks:
             self.stats["prefills"] += 1
             for job, token in zip(chunk, self._choose(self._prefill(chunk), chunk)):
                 job.tokens.append(token)
                 if finished(job, job.tokens):
                     heapq.heappush(free, job.slot)
-                    yield job
+                    done.append(job)
                 else:
                     active[job.slot] = job
+        return done
 
     def _compact(self, active, free, target: int) -> int:
         """Move the jobs of slots >= target into free slots below it, so a smaller batch bucket serves."""

@@ -27,7 +27,9 @@ of length-sorted prompts under an explicit mask); `prefill` applies to the plain
 seeded sampler below), end replies by the same rules (EOS, stop strings, max_tokens -> "length") and build
 results with the same code, so the option does not enter the identity; if the static path fails for a
 reason other than memory (which it handles by halving its slots), the backend logs it and serves the
-remaining requests on the plain path from then on.
+remaining requests on the plain path from then on. `generate_stream` (what the engine's continuous flow
+calls) yields each result as it finishes: on the static path a freed slot takes the next request of the same
+call, so a stage's whole shard of misses runs without batch barriers; the plain path yields batch by batch.
 
 Sampling: temperature == 0 is greedy. Otherwise each request draws from its own torch.Generator seeded with
 `sampling.seed + sample_index` (one uniform number per generated token, inverse-CDF over the top-p nucleus),
@@ -48,7 +50,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .base import GenerationRequest, GenerationResult
 from .batching import plan_batches, sampling_group_key
@@ -246,55 +248,64 @@ class TransformersBackend:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
+        for i, result in self.generate_stream(requests):
+            results[i] = result
+        return results  # type: ignore[return-value]
+
+    def generate_stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
+        """(request index, result) for every request, in completion order: the continuous flow's interface.
+        Per-request errors come first; the static path then hands over each reply as its slot finishes
+        (new requests take the freed slots, so a stage feeds a whole shard without batch barriers); the
+        plain path yields batch by batch."""
         prompts: dict[int, list[int]] = {}
         for i, req in enumerate(requests):
             try:
                 ids = self.encode_prompt(req.messages)
             except Exception as exc:  # a malformed message list is this request's problem only
-                results[i] = GenerationResult("", "error", error=f"chat template failed: {exc}")
+                yield i, GenerationResult("", "error", error=f"chat template failed: {exc}")
                 continue
             need = len(ids) + req.sampling.max_tokens
             if self.context_length and need > self.context_length:
-                results[i] = GenerationResult("", "error", prompt_tokens=len(ids), error=(
+                yield i, GenerationResult("", "error", prompt_tokens=len(ids), error=(
                     f"prompt of {len(ids)} tokens + max_tokens {req.sampling.max_tokens} exceeds the "
                     f"context length {self.context_length} of {self.model_id}"))
                 continue
             prompts[i] = ids
         if self.generation_path == "static" and prompts:
-            done = self._generate_static(requests, prompts)
-            for i, res in done.items():
-                results[i] = res
-            prompts = {i: ids for i, ids in prompts.items() if i not in done}
+            served = set()
+            for i, result in self._stream_static(requests, prompts):
+                served.add(i)
+                yield i, result
+            prompts = {i: ids for i, ids in prompts.items() if i not in served}
         todo = sorted(prompts)
         batches = plan_batches([len(prompts[i]) for i in todo], [sampling_group_key(requests[i].sampling) for i in todo],
                                [requests[i].sampling.max_tokens for i in todo], self.max_batch_size,
                                self.max_batch_tokens)
         for batch in batches:
             idxs = [todo[j] for j in batch]
-            for i, res in zip(idxs, self._generate_batch([requests[i] for i in idxs], [prompts[i] for i in idxs])):
-                results[i] = res
-        return results  # type: ignore[return-value]
+            yield from zip(idxs, self._generate_batch([requests[i] for i in idxs], [prompts[i] for i in idxs]))
 
     def encode_prompt(self, messages) -> list[int]:
         text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _generate_static(self, requests, prompts: dict[int, list[int]]) -> dict[int, GenerationResult]:
-        """The static path's results; what it did not finish, after a failure other than out-of-memory (which
-        it handles itself), is left to the plain path, which serves every later call too."""
+    def _stream_static(self, requests, prompts: dict[int, list[int]]) -> Iterator[tuple[int, GenerationResult]]:
+        """The static path's results as they finish; after a failure other than out-of-memory (which it
+        handles itself) it stops, and the unfinished requests and every later call go to the plain path."""
         from .generation_paths import StaticPath
 
         if self._static is None:
             self._static = StaticPath(self)
-        done: dict[int, GenerationResult] = {}
+        served = 0
         try:
-            done = self._static.generate(requests, prompts, into=done)
+            for item in self._static.stream(requests, prompts):
+                served += 1
+                yield item
         except Exception:
             log.exception("the static generation path failed; %d requests and later calls go to the plain path",
-                          len(prompts) - len(done))
+                          len(prompts) - served)
             self._static.close()
             self.generation_path = "plain"
-        return done
 
     def close(self) -> None:
         torch = _torch()

@@ -1,14 +1,15 @@
 """StageContext: what a stage's process(batch, ctx) can use (the contract: engine/stage.py).
 
 ctx.llm(role) returns a CachedGenerator: it looks every request up in the shared cache and sends only the
-misses to the backend. A backend with `generate_stream` (openai, scripted) is fed continuously: it keeps its
-own window of requests in flight (a new one starts as soon as one finishes, no batch barrier) and the answers
-are committed to the cache as they arrive, every `batch_size` answers (default 64) or COMMIT_EVERY_S seconds,
-whichever comes first. Other backends (transformers, vLLM), or `flow: batch` in the model spec, get batches
-of `batch_size`, each committed before the next is sent. Either way a kill loses at most the uncommitted
-answers, and the stage sees its results in request order, so its output does not depend on the flow.
-Backends and embedders are
-created on first use and kept for the life of the process, so a stage that never calls a model never loads one.
+misses to the backend. A backend with `generate_stream` (openai, scripted, transformers) is fed continuously:
+it gets all of a batch's misses in one call and hands back each answer as it finishes (openai keeps
+`concurrency` requests in flight; transformers' static path gives a freed slot to the next request; its plain
+path answers sub-batch by sub-batch), and the answers are committed to the cache as they arrive, every
+`batch_size` answers (default 64) or COMMIT_EVERY_S seconds, whichever comes first. vLLM in-process, or
+`flow: batch` in the model spec, gets batches of `batch_size`, each committed before the next is sent.
+Either way a kill loses at most the uncommitted answers, and the stage sees its results in request order, so
+its output does not depend on the flow. Backends and embedders are created on first use and kept for the life
+of the process, so a stage that never calls a model never loads one.
 """
 from __future__ import annotations
 
