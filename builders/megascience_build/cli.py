@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="use only the first N input rows (trial run)")
     run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                      help="parallel processes for CPU stages (local executor; default: %(default)s)")
+    run.add_argument("--shards-in-flight", type=int, default=4,  # RunOptions.shards_in_flight
+                     help="shards of a model stage run at once, feeding one request window of its backend "
+                          "(local executor; default: %(default)s)")
     run.add_argument("--cache", help="request cache file (default: WORK/cache.sqlite); share it between runs")
     run.add_argument("--cache-only", action="store_true",
                      help="replay from the request cache without loading any model; a miss is an error")
@@ -153,10 +156,12 @@ def cmd_run(args) -> int:
     except StageError as exc:
         print(f"megascience-build: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.workers < 1:
-        print("megascience-build: configuration error: --workers must be at least 1", file=sys.stderr)
-        return EXIT_CONFIG
-    options = RunOptions(workers=args.workers, cache_path=args.cache, cache_only=args.cache_only,
+    for flag, value in (("--workers", args.workers), ("--shards-in-flight", args.shards_in_flight)):
+        if value < 1:
+            print(f"megascience-build: configuration error: {flag} must be at least 1", file=sys.stderr)
+            return EXIT_CONFIG
+    options = RunOptions(workers=args.workers, shards_in_flight=args.shards_in_flight,
+                         cache_path=args.cache, cache_only=args.cache_only,
                          progress=not args.no_progress, output=args.output, executor=args.executor)
     try:
         manifest = run_pipeline(config, args.work, options)

@@ -177,16 +177,16 @@ def test_out_of_memory_halves_the_slots_and_reruns_unfinished(tiny, monkeypatch)
 
     failed = []
 
-    def flaky(self, jobs, finished):
+    def flaky(self, jobs, finished, more=None):
         calls.append(self.slots)
         # the failed engine (and so its KV cache) is released before the retry builds a smaller one
         assert all(ref() is None for ref in failed), "the retry ran while the failed engine lived"
         if len(calls) == 1:
             failed.append(weakref.ref(self))
-            gen = original(self, jobs, finished)
+            gen = original(self, jobs, finished, more)
             yield next(gen)  # one result arrives, then the GPU runs out of memory
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        yield from original(self, jobs, finished)
+        yield from original(self, jobs, finished, more)
 
     monkeypatch.setattr(StaticEngine, "run", flaky)
     splits = tiny.oom_splits
@@ -246,8 +246,8 @@ def test_static_failure_falls_back_to_plain_for_the_rest(smollm2, smollm2_static
     plain = smollm2.generate(requests)
     original = StaticEngine.run
 
-    def broken(self, jobs, finished):
-        gen = original(self, jobs, finished)
+    def broken(self, jobs, finished, more=None):
+        gen = original(self, jobs, finished, more)
         yield next(gen)
         raise RuntimeError("CUDA graph replay failed (simulated)")
 
@@ -282,3 +282,25 @@ def test_generate_stream_hands_over_each_reply_as_its_slot_finishes(smollm2, smo
         if backend is smollm2_static:
             assert order[2:] == [3, 0]
     assert expected[0][1:3] == ("length", 20) and expected[3][1:3] == ("length", 2)
+
+
+def test_requests_handed_over_while_the_engine_runs_join_it(smollm2, smollm2_static):
+    """`more` (backends/shared_stream.py feeds it from other shards in flight): requests handed over between
+    engine turns take the next indices and get the plain path's results; one whose reply does not fit the
+    running engine's cache waits for an engine of its own length; a malformed one is an error of its own."""
+    first = MIXED[:2]
+    late = [MIXED[2], MIXED[3], MIXED[6], chat("Count from one to fifty in words.", max_tokens=110)]
+    asked = []
+
+    def more():
+        asked.append(len(asked))
+        return list(late) if len(asked) == 2 else []   # the second turn: the engine is running
+
+    before = smollm2_static.static_stats.get("prefills", 0)
+    got = dict(smollm2_static.generate_stream(first, more=more))
+    assert sorted(got) == list(range(6)) and len(asked) > 2
+    plain = smollm2.generate(first + late[:2]) + smollm2.generate(late[3:])
+    assert as_tuples([got[i] for i in (0, 1, 2, 3, 5)]) == as_tuples(plain)
+    assert got[4].finish_reason == "error" and "chat template" in got[4].error
+    assert got[5].prompt_tokens + 110 > 128     # more than the first engine's 128-position cache holds
+    assert smollm2_static.static_stats["prefills"] - before >= 3

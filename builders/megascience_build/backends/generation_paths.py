@@ -11,7 +11,7 @@ rerun gives what the first run would have).
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .base import GenerationRequest, GenerationResult
 from .static_generation import Job, StaticEngine, round_length, slot_count
@@ -77,31 +77,52 @@ class StaticPath:
             results[i] = result
         return results
 
-    def stream(self, requests: Sequence[GenerationRequest], prompts: dict[int, list[int]]
-               ) -> Iterator[tuple[int, GenerationResult]]:
-        """(request index, result) for every prompt, each the moment its slot finishes."""
+    def stream(self, requests: Sequence[GenerationRequest], prompts: dict[int, list[int]],
+               more: Callable[[], dict[int, list[int]]] | None = None) -> Iterator[tuple[int, GenerationResult]]:
+        """(request index, result) for every prompt, each the moment its slot finishes. `more()`, if given,
+        is asked between engine turns for new prompts (it adds them to `requests` and `prompts`): those that
+        fit the running engine join its queue, the others wait for an engine of their length."""
         import torch
 
         b = self.backend
         done: set[int] = set()
         todo = sorted(prompts)
+        arrivals = 0
         while todo:
             jobs = [_job(i, prompts[i], requests[i]) for i in todo]
             need = max(len(j.prompt) + j.sampling.max_tokens for j in jobs)
             slots = slot_count(b.max_batch_size, b.max_batch_tokens, need)
             slots = min(slots, self.slot_cap or slots)
+            deferred: list[int] = []
+
+            def admit(engine: StaticEngine) -> list[Job]:
+                nonlocal arrivals
+                new = more() if more is not None else {}
+                if not new:
+                    return []
+                arrivals += 1
+                fits = []
+                for i in sorted(new):
+                    if len(new[i]) + requests[i].sampling.max_tokens <= engine.length:
+                        fits.append(_job(i, new[i], requests[i], arrivals))
+                    else:
+                        deferred.append(i)
+                return fits
+
             try:
-                for job in self._engine(slots, need).run(jobs, self._finished):
+                engine = self._engine(slots, need)
+                for job in engine.run(jobs, self._finished, (lambda: admit(engine)) if more else None):
                     done.add(job.index)
                     yield job.index, b._result(list(job.tokens), len(job.prompt), job.sampling)
-                return
+                todo = deferred
+                continue
             except torch.OutOfMemoryError as exc:
                 self._retire()
                 oom = f"out of memory: {exc}"
             # After the except block, where the traceback no longer holds the failed engine's cache.
             if b.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-            todo = [i for i in todo if i not in done]
+            todo = sorted(i for i in prompts if i not in done)
             if slots == 1:
                 for i in todo:
                     yield i, GenerationResult("", "error", prompt_tokens=len(prompts[i]), error=oom)
@@ -114,9 +135,9 @@ class StaticPath:
         self._retire()
 
 
-def _job(index: int, prompt: list[int], request: GenerationRequest) -> Job:
+def _job(index: int, prompt: list[int], request: GenerationRequest, arrival: int = 0) -> Job:
     import torch
 
     s = request.sampling
     gen = torch.Generator().manual_seed(int(s.seed + request.sample_index)) if s.temperature > 0 else None
-    return Job(index, prompt, s, gen)
+    return Job(index, prompt, s, gen, arrival=arrival)

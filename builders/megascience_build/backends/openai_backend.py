@@ -17,14 +17,14 @@ kept (the engine caches only answers it has received before).
 from __future__ import annotations
 
 import email.utils
-import itertools
 import logging
 import os
 import random
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Iterator, Sequence
+from collections import deque
+from typing import Callable, Iterator, Sequence
 
 from .base import GenerationRequest, GenerationResult
 from .identity import ModelIdentity, ModelMismatchError, make_settings
@@ -32,6 +32,7 @@ from .identity import ModelIdentity, ModelMismatchError, make_settings
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+MORE_POLL_S = 0.02  # how often a backend with free connection slots asks for new requests
 _FINISH = {"stop": "stop", "eos": "stop", "length": "length"}
 
 
@@ -100,19 +101,36 @@ class OpenAIBackend:
             results[i] = result
         return results
 
-    def generate_stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
+    def generate_stream(self, requests: Sequence[GenerationRequest], more: Callable[[], list] | None = None
+                        ) -> Iterator[tuple[int, GenerationResult]]:
         """(request index, result) as each answer arrives, with `concurrency` requests in flight at all times
-        (a new one starts as soon as one finishes); the engine's continuous flow."""
+        (a new one starts as soon as one finishes); the engine's continuous flow. `more()`, if given, is
+        asked for new requests whenever a connection slot is free (they take the next indices), so callers
+        sharing this backend (backends/shared_stream.py) keep one window full."""
+        requests = list(requests)
         if not requests:
             return
         self._check_listing()
-        todo = iter(enumerate(requests))
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
+        todo = deque(range(len(requests)))
+        running: dict = {}
+        with ThreadPoolExecutor(max_workers=self.concurrency if more else min(self.concurrency, len(requests)),
                                 thread_name_prefix="openai-backend") as pool:
-            running = {pool.submit(self._request, req): i for i, req in itertools.islice(todo, self.concurrency)}
+
+            def fill() -> None:   # every free slot takes the next request (asking `more` when none is left)
+                if more is not None and len(running) + len(todo) < self.concurrency:
+                    start = len(requests)
+                    requests.extend(more())
+                    todo.extend(range(start, len(requests)))
+                while todo and len(running) < self.concurrency:
+                    i = todo.popleft()
+                    running[pool.submit(self._request, requests[i])] = i
+
             try:
+                fill()
                 while running:
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    room = more is not None and len(running) < self.concurrency
+                    done, _ = wait(running, timeout=MORE_POLL_S if room else None, return_when=FIRST_COMPLETED)
+                    finished = []
                     for future in done:
                         i = running.pop(future)
                         result, served = future.result()
@@ -121,10 +139,9 @@ class OpenAIBackend:
                                 f"{self.url} answered as model {served!r}, but the pipeline pinned {self.model_id!r}: "
                                 f"this answer and those still in flight are not kept (pin the served name, or "
                                 f"point base_url at the right server)")
-                        nxt = next(todo, None)
-                        if nxt is not None:
-                            running[pool.submit(self._request, nxt[1])] = nxt[0]
-                        yield i, result
+                        finished.append((i, result))
+                    fill()        # before handing the answers over: the caller may commit them meanwhile
+                    yield from finished
             finally:
                 for future in running:
                     future.cancel()

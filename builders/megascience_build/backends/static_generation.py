@@ -122,6 +122,7 @@ class Job:
     generator: object = None  # torch.Generator for sampled requests
     tokens: list[int] = field(default_factory=list)
     slot: int = -1
+    arrival: int = 0  # jobs that joined a running engine later wait behind the earlier ones
 
 
 class StaticEngine:
@@ -279,20 +280,31 @@ class StaticEngine:
 
     # -- the loop -----------------------------------------------------------------------------------
 
-    def run(self, jobs: list[Job], finished):
+    def run(self, jobs: list[Job], finished, more=None):
         """Generate every job; `finished(job, tokens)` decides after each token whether the job is done
-        (the engine then frees its slot). Yields jobs as they finish, outside inference mode: the caller's
-        code between two answers (a cache commit) runs in its own grad mode."""
+        (the engine then frees its slot). `more()`, if given, is asked between turns for jobs that join the
+        queue (each must fit the cache length). Yields jobs as they finish, outside inference mode: the
+        caller's code between two answers (a cache commit) runs in its own grad mode."""
         torch = _torch()
-        if any(len(j.prompt) + j.sampling.max_tokens > self.length for j in jobs):
-            raise ValueError("a request does not fit the cache length")
-        pending = deque(sorted(jobs, key=lambda j: (len(j.prompt), j.index)))
+        order = lambda j: (j.arrival, len(j.prompt), j.index)  # noqa: E731
+        self._check_fit(jobs)
+        pending = deque(sorted(jobs, key=order))
         free = list(range(self.slots))
         active: dict[int, Job] = {}
-        while pending or active:
+        while True:
+            new = more() if more is not None else []
+            if new:
+                self._check_fit(new)
+                pending = deque(sorted([*pending, *new], key=order))
+            if not (pending or active):
+                return
             with torch.inference_mode():
                 done = self._iterate(pending, free, active, finished)
             yield from done
+
+    def _check_fit(self, jobs: list[Job]) -> None:
+        if any(len(j.prompt) + j.sampling.max_tokens > self.length for j in jobs):
+            raise ValueError("a request does not fit the cache length")
 
     def _iterate(self, pending, free, active, finished) -> list[Job]:
         """One turn of the loop: a prefill of waiting jobs when enough slots are free, then one block of

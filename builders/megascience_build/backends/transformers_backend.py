@@ -49,8 +49,9 @@ created directly on the device, like vLLM's dummy load format, for throughput be
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .base import GenerationRequest, GenerationResult
 from .batching import plan_batches, sampling_group_key
@@ -252,30 +253,58 @@ class TransformersBackend:
             results[i] = result
         return results  # type: ignore[return-value]
 
-    def generate_stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
+    @property
+    def accepts_more(self) -> bool:
+        """Whether generate_stream takes new requests while it runs (backends/shared_stream.py): on the
+        static path, where a freed slot can take any waiting request."""
+        return self.generation_path == "static"
+
+    def generate_stream(self, requests: Sequence[GenerationRequest], more: Callable[[], list] | None = None
+                        ) -> Iterator[tuple[int, GenerationResult]]:
         """(request index, result) for every request, in completion order: the continuous flow's interface.
         Per-request errors come first; the static path then hands over each reply as its slot finishes
-        (new requests take the freed slots, so a stage feeds a whole shard without batch barriers); the
-        plain path yields batch by batch."""
+        (new requests take the freed slots, so a stage feeds a whole shard without batch barriers, and
+        `more()`, if given, is asked between engine turns for requests that join the run and take the next
+        indices); the plain path yields batch by batch and asks `more` nothing."""
+        requests = list(requests)
         prompts: dict[int, list[int]] = {}
-        for i, req in enumerate(requests):
-            try:
-                ids = self.encode_prompt(req.messages)
-            except Exception as exc:  # a malformed message list is this request's problem only
-                yield i, GenerationResult("", "error", error=f"chat template failed: {exc}")
-                continue
-            need = len(ids) + req.sampling.max_tokens
-            if self.context_length and need > self.context_length:
-                yield i, GenerationResult("", "error", prompt_tokens=len(ids), error=(
-                    f"prompt of {len(ids)} tokens + max_tokens {req.sampling.max_tokens} exceeds the "
-                    f"context length {self.context_length} of {self.model_id}"))
-                continue
-            prompts[i] = ids
+        errors: deque[tuple[int, GenerationResult]] = deque()
+
+        def encode(start: int) -> dict[int, list[int]]:
+            new = {}
+            for i in range(start, len(requests)):
+                req = requests[i]
+                try:
+                    ids = self.encode_prompt(req.messages)
+                except Exception as exc:  # a malformed message list is this request's problem only
+                    errors.append((i, GenerationResult("", "error", error=f"chat template failed: {exc}")))
+                    continue
+                need = len(ids) + req.sampling.max_tokens
+                if self.context_length and need > self.context_length:
+                    errors.append((i, GenerationResult("", "error", prompt_tokens=len(ids), error=(
+                        f"prompt of {len(ids)} tokens + max_tokens {req.sampling.max_tokens} exceeds the "
+                        f"context length {self.context_length} of {self.model_id}"))))
+                    continue
+                new[i] = prompts[i] = ids
+            return new
+
+        def more_prompts() -> dict[int, list[int]]:
+            start = len(requests)
+            requests.extend(more())
+            return encode(start)
+
+        encode(0)
+        while errors:
+            yield errors.popleft()
         if self.generation_path == "static" and prompts:
             served = set()
-            for i, result in self._stream_static(requests, prompts):
+            for i, result in self._stream_static(requests, prompts, more_prompts if more else None):
                 served.add(i)
                 yield i, result
+                while errors:
+                    yield errors.popleft()
+            while errors:
+                yield errors.popleft()
             prompts = {i: ids for i, ids in prompts.items() if i not in served}
         todo = sorted(prompts)
         batches = plan_batches([len(prompts[i]) for i in todo], [sampling_group_key(requests[i].sampling) for i in todo],
@@ -289,7 +318,8 @@ class TransformersBackend:
         text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _stream_static(self, requests, prompts: dict[int, list[int]]) -> Iterator[tuple[int, GenerationResult]]:
+    def _stream_static(self, requests, prompts: dict[int, list[int]], more=None
+                       ) -> Iterator[tuple[int, GenerationResult]]:
         """The static path's results as they finish; after a failure other than out-of-memory (which it
         handles itself) it stops, and the unfinished requests and every later call go to the plain path."""
         from .generation_paths import StaticPath
@@ -298,7 +328,7 @@ class TransformersBackend:
             self._static = StaticPath(self)
         served = 0
         try:
-            for item in self._static.stream(requests, prompts):
+            for item in self._static.stream(requests, prompts, more):
                 served += 1
                 yield item
         except Exception:

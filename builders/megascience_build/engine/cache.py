@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -60,39 +61,44 @@ def decode_result(blob: str) -> GenerationResult:
 
 
 class RequestCache:
-    """Process-local handle on the shared cache file (open one per process; never share across fork)."""
+    """Process-local handle on the shared cache file (open one per process; never share across fork).
+    The shards in flight of one process share it: one connection, used by one thread at a time."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 60.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._timeout_s = timeout_s
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         self.corrupted = 0
 
     @property
     def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL mode: a committed row survives the death of this process (kill -9);
-                # only a power loss can lose the last commits, which are then simply recomputed.
-                conn.execute("PRAGMA synchronous=NORMAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-            except sqlite3.DatabaseError as exc:
-                raise RuntimeError(f"request cache {self.path}: cannot open ({exc}); "
-                                   f"move the file away to start a fresh cache") from None
-            self._conn = conn
-        return self._conn
+        with self._lock:
+            if self._conn is None:
+                try:
+                    conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None,
+                                           check_same_thread=False)
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    # NORMAL in WAL mode: a committed row survives the death of this process (kill -9);
+                    # only a power loss can lose the last commits, which are then simply recomputed.
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                except sqlite3.DatabaseError as exc:
+                    raise RuntimeError(f"request cache {self.path}: cannot open ({exc}); "
+                                       f"move the file away to start a fresh cache") from None
+                self._conn = conn
+            return self._conn
 
     def get_many(self, keys: Iterable[str], *, failures: bool = False) -> dict[str, GenerationResult]:
         """The valid cached answers among `keys` (with failures=True: the recorded failures of the others);
         corrupted entries are reported and left out."""
         keys = list(dict.fromkeys(keys))
-        found = self._select("responses", keys)
-        if failures:
-            found.update(self._select("failures", [k for k in keys if k not in found]))
+        with self._lock:
+            found = self._select("responses", keys)
+            if failures:
+                found.update(self._select("failures", [k for k in keys if k not in found]))
         return found
 
     def _select(self, table: str, keys: list[str]) -> dict[str, GenerationResult]:
@@ -121,22 +127,25 @@ class RequestCache:
             blob = encode_result(result)
             (answers if result.ok else failed).append((key, model, revision, blob, _checksum(blob)))
         if entries:
-            with self._transaction():
+            with self._lock, self._transaction():
                 self.conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", answers)
                 self.conn.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", failed)
                 self.conn.executemany("DELETE FROM failures WHERE key = ?", [(row[0],) for row in answers])
         return len(answers)
 
     def __len__(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        with self._lock:
+            return self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def keys(self) -> set[str]:
-        return {k for (k,) in self.conn.execute("SELECT key FROM responses")}
+        with self._lock:
+            return {k for (k,) in self.conn.execute("SELECT key FROM responses")}
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _transaction(self):
         conn = self.conn
@@ -153,3 +162,6 @@ class RequestCache:
 
     def __getstate__(self):  # a handle travels to worker processes as its path only
         return {"path": self.path, "_timeout_s": self._timeout_s, "_conn": None, "corrupted": 0}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lock=threading.RLock())

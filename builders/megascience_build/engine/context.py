@@ -1,25 +1,30 @@
 """StageContext: what a stage's process(batch, ctx) can use (the contract: engine/stage.py).
 
 ctx.llm(role) returns a CachedGenerator: it looks every request up in the shared cache and sends only the
-misses to the backend. A backend with `generate_stream` (openai, scripted, transformers) is fed continuously:
-it gets all of a batch's misses in one call and hands back each answer as it finishes (openai keeps
-`concurrency` requests in flight; transformers' static path gives a freed slot to the next request; its plain
-path answers sub-batch by sub-batch), and the answers are committed to the cache as they arrive, every
-`batch_size` answers (default 64) or COMMIT_EVERY_S seconds, whichever comes first. vLLM in-process, or
-`flow: batch` in the model spec, gets batches of `batch_size`, each committed before the next is sent.
-Either way a kill loses at most the uncommitted answers, and the stage sees its results in request order, so
-its output does not depend on the flow. Backends and embedders are created on first use and kept for the life
-of the process, so a stage that never calls a model never loads one.
+misses to the backend, through the role's shared request stream (backends/shared_stream.py): one
+dispatcher thread per backend that every shard in flight feeds. A backend that can take requests while it
+runs (openai keeps `concurrency` requests in flight; transformers' static path gives a freed slot to the next
+request) gets the misses of every shard in flight as one continuous stream, so the window stays full across
+shards and calls; the others get one call per submission (the transformers plain path answers sub-batch by
+sub-batch, vLLM in-process batches with its own scheduler). Answers are committed to the cache as they
+arrive, every `batch_size` answers (default 64) or COMMIT_EVERY_S seconds, whichever comes first.
+`flow: batch` in the model spec sends batches of `batch_size`, each a call of its own, committed before the
+next is sent. Either way a kill loses at most the uncommitted answers, and the stage sees its results in
+request order, so its output does not depend on the flow or on how shards interleave. Backends and embedders
+are created on first use and kept for the life of the process, so a stage that never calls a model never
+loads one; an embedder shared by shards in flight encodes one call at a time.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ..backends.base import GenerationRequest, GenerationResult
 from ..backends.identity import ModelIdentity, identity_of
+from ..backends.shared_stream import SharedStream
 from .cache import CacheMissError, RequestCache
 from .models import identify_model, make_backend, make_embedder
 from .pipeline_config import PipelineConfig, StageSpec
@@ -28,6 +33,7 @@ from .stage import StageError
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 64
 COMMIT_EVERY_S = 5.0
+CLOSE_WAIT_S = 30.0   # how long closing waits for a backend call in progress (it runs on a daemon thread)
 
 
 @dataclass
@@ -55,21 +61,24 @@ class ModelPool:
         self.config = config
         self._backends: dict[str, Any] = {}
         self._embedders: dict[str, Any] = {}
+        self._streams: dict[str, SharedStream] = {}
         self._identities: dict[str, ModelIdentity] = {}
+        self._lock = threading.RLock()   # shards in flight share this pool: one model per role
 
     def kind(self, role: str) -> str:
         embedders = {s.embedder_role for s in self.config.stages}
         return "embedding" if role in embedders else "generation"
 
     def identity(self, role: str) -> ModelIdentity:
-        if role not in self._identities:
-            spec = self.config.models[role]
-            ident = identify_model(spec, kind=self.kind(role), role=role)
-            if ident is None:    # a custom backend that only knows once it exists
-                made = self.embedder(role) if self.kind(role) == "embedding" else self.backend(role)
-                ident = identity_of(made, str(spec["backend"]))
-            self._identities[role] = ident
-        return self._identities[role]
+        with self._lock:
+            if role not in self._identities:
+                spec = self.config.models[role]
+                ident = identify_model(spec, kind=self.kind(role), role=role)
+                if ident is None:    # a custom backend that only knows once it exists
+                    made = self.embedder(role) if self.kind(role) == "embedding" else self.backend(role)
+                    ident = identity_of(made, str(spec["backend"]))
+                self._identities[role] = ident
+            return self._identities[role]
 
     def identities(self) -> dict[str, ModelIdentity]:
         """Every role a stage of the pipeline uses."""
@@ -77,15 +86,25 @@ class ModelPool:
         return {role: self.identity(role) for role in sorted(roles)}
 
     def backend(self, role: str):
-        if role not in self._backends:
-            log.info("loading model %s for role %s", self.config.models[role]["model"], role)
-            self._backends[role] = self._checked(role, make_backend(self.config.models[role], role=role))
-        return self._backends[role]
+        with self._lock:
+            if role not in self._backends:
+                log.info("loading model %s for role %s", self.config.models[role]["model"], role)
+                self._backends[role] = self._checked(role, make_backend(self.config.models[role], role=role))
+            return self._backends[role]
+
+    def stream(self, role: str) -> SharedStream:
+        """The role's shared request stream: one dispatcher thread feeding the backend for every caller."""
+        with self._lock:
+            if role not in self._streams:
+                self._streams[role] = SharedStream(self.backend(role), name=f"model role {role!r}")
+            return self._streams[role]
 
     def embedder(self, role: str):
-        if role not in self._embedders:
-            self._embedders[role] = self._checked(role, make_embedder(self.config.models[role], role=role))
-        return self._embedders[role]
+        with self._lock:
+            if role not in self._embedders:
+                self._embedders[role] = _OneCallAtATime(
+                    self._checked(role, make_embedder(self.config.models[role], role=role)))
+            return self._embedders[role]
 
     def _checked(self, role: str, made):
         """A loaded model must be the one its identity promised (else cached answers would be misfiled)."""
@@ -96,7 +115,20 @@ class ModelPool:
                              f"but {expected.as_dict()} was resolved before loading")
         return made
 
+    def abort(self, reason: BaseException | str) -> None:
+        """End every caller waiting on a shared stream (a shard failed, or the run was interrupted); the
+        streams are dropped, so a later call starts a fresh one."""
+        with self._lock:
+            streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream.abort(reason)
+            stream.close(timeout=CLOSE_WAIT_S)
+
     def close(self) -> None:
+        with self._lock:
+            streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream.close(timeout=CLOSE_WAIT_S)
         for backend in self._backends.values():
             close = getattr(backend, "close", None)
             if close:
@@ -105,11 +137,29 @@ class ModelPool:
         self._embedders.clear()
 
 
+class _OneCallAtATime:
+    """An embedder shared by shards in flight: one encode at a time (models are not made for concurrent
+    calls), everything else passed through."""
+
+    def __init__(self, embedder):
+        self._embedder = embedder
+        self._lock = threading.Lock()
+
+    def encode(self, texts):
+        with self._lock:
+            return self._embedder.encode(texts)
+
+    def __getattr__(self, name):
+        return getattr(self._embedder, name)
+
+
 class CachedGenerator:
     def __init__(self, *, stage_label: str, role: str, identity: ModelIdentity, batch_size: int,
                  cache: RequestCache, backend_factory: Callable[[], Any], usage: ModelUsage, cache_only: bool,
-                 progress: Any = None, flow: str = "continuous"):
+                 progress: Any = None, flow: str = "continuous",
+                 stream_factory: Callable[[], SharedStream] | None = None):
         self.flow = flow
+        self._stream_factory = stream_factory   # the role's shared stream; None: call the backend directly
         self.stage_label = stage_label
         self.role = role
         self.identity = identity
@@ -140,9 +190,17 @@ class CachedGenerator:
                                  f"is not in the cache {self._cache.path} ({len(missing)} missing in this batch)")
         if missing:
             by_key = {k: r for k, r in zip(keys, requests)}
-            backend = self._backend_factory()
-            stream = getattr(backend, "generate_stream", None) if self.flow == "continuous" else None
-            parts = self._streamed(stream, missing, by_key) if stream else self._batched(backend, missing, by_key)
+            if self._stream_factory is not None:
+                shared = self._stream_factory()
+                parts = (self._streamed(lambda ks: shared.stream([by_key[k] for k in ks], keys=ks), missing)
+                         if self.flow == "continuous" else
+                         self._batched(lambda ks: shared.generate([by_key[k] for k in ks], keys=ks, live=False),
+                                       missing))
+            else:
+                backend = self._backend_factory()
+                stream = getattr(backend, "generate_stream", None) if self.flow == "continuous" else None
+                parts = (self._streamed(lambda ks: stream([by_key[k] for k in ks]), missing) if stream else
+                         self._batched(lambda ks: backend.generate([by_key[k] for k in ks]), missing))
             for fresh in parts:
                 self._cache.put_many(fresh, model=self.model_id, revision=self.identity.revision)
                 results.update(fresh)
@@ -163,23 +221,24 @@ class CachedGenerator:
         return out
 
 
-    def _batched(self, backend, missing: list[str], by_key: dict) -> Iterator[dict[str, GenerationResult]]:
-        """Batch by batch: each batch's answers, to commit before the next batch is sent."""
+    def _batched(self, generate, missing: list[str]) -> Iterator[dict[str, GenerationResult]]:
+        """Batch by batch: each batch's answers (generate(keys) -> results), to commit before the next
+        batch is sent."""
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start:start + self.batch_size]
-            answers = backend.generate([by_key[k] for k in chunk])
+            answers = generate(chunk)
             if len(answers) != len(chunk):
                 raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} returned "
                                    f"{len(answers)} results for {len(chunk)} requests")
             yield dict(zip(chunk, answers))
 
-    def _streamed(self, stream, missing: list[str], by_key: dict) -> Iterator[dict[str, GenerationResult]]:
-        """As answers arrive (in completion order): groups of up to batch_size, or what arrived within
-        COMMIT_EVERY_S, to commit while the backend keeps working."""
+    def _streamed(self, stream, missing: list[str]) -> Iterator[dict[str, GenerationResult]]:
+        """As answers arrive (in completion order; stream(keys) -> (index, result)): groups of up to
+        batch_size, or what arrived within COMMIT_EVERY_S, to commit while the backend keeps working."""
         pending: dict[str, GenerationResult] = {}
         last = time.monotonic()
         seen: set[int] = set()
-        for i, result in stream([by_key[k] for k in missing]):
+        for i, result in stream(missing):
             if not (isinstance(i, int) and 0 <= i < len(missing)) or i in seen:
                 raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} streamed a result "
                                    f"for request #{i!r} (of {len(missing)}) twice or out of range")
@@ -224,7 +283,8 @@ class StageContext:
                 stage_label=self.spec.label, role=role, identity=self._models.identity(role),
                 batch_size=int(spec.get("batch_size", DEFAULT_BATCH_SIZE)), flow=str(spec.get("flow", "continuous")),
                 cache=self._cache, backend_factory=lambda: self._models.backend(role), usage=self.usage,
-                cache_only=self._cache_only, progress=self._progress)
+                cache_only=self._cache_only, progress=self._progress,
+                stream_factory=lambda: self._models.stream(role))
         return self._generators[role]
 
     def embedder(self, role: str | None = None):

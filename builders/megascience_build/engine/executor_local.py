@@ -2,10 +2,12 @@
 
 Plan: the input table is cut into shards of `rows_per_shard` rows. Consecutive CPU map stages form a
 segment that runs fused per shard in a process pool (--workers). A map stage with a model (llm or
-embedder) runs its shards one after another in the main process: the model is loaded once, and the
-backend batches the shard's requests (a model must not be loaded once per worker process; for several
-GPUs use the Ray executor). A global stage is a barrier: it reads every shard of its input in the main
-process and its output is cut again into shards of `rows_per_shard` rows.
+embedder) runs in the main process, where the model is loaded once (a model must not be loaded once per
+worker process; for several GPUs use the Ray executor): up to `--shards-in-flight` of its shards at once,
+each on a thread, all feeding the backend through one shared request stream (backends/shared_stream.py),
+so a shard's last long replies do not leave the backend idle; a finished shard's thread takes the next
+shard. A global stage is a barrier: it reads every shard of its input in the main process and its output is
+cut again into shards of `rows_per_shard` rows.
 
 This module only schedules; the run around it (input checks, plan.json, stage records, publishing the
 final shards, the manifest) is orchestration.py's, shared with the Ray executor.
@@ -86,7 +88,7 @@ class LocalExecutor(Orchestration):
                 if group[0].stage.kind == "global":
                     current = self._run_global(group[0], current, bars)
                 elif group[0].uses_model:
-                    current = self._run_map_in_process(group, current, bars)
+                    current = self._run_map_in_process(group, current, bars, self.options.shards_in_flight)
                 else:
                     current = self._run_map_pool(group, current, bars)
                 for spec in group:
@@ -115,14 +117,31 @@ class LocalExecutor(Orchestration):
         for spec, meta in zip(group, metas):
             bars.update(spec.label, meta["input"]["rows"])
 
-    def _run_map_in_process(self, group, inputs, bars) -> list[dict]:
-        per_shard = []
-        for i, ref in enumerate(inputs):
-            metas = run_map_shard(self.config, group, ref, i, self.work, self.cache, self.models,
-                                  self.options.cache_only, bars)
-            self._update_bars(group, metas, bars)
-            per_shard.append(metas)
-        return self._collect(group, per_shard)
+    def _run_map_in_process(self, group, inputs, bars, in_flight: int = 1) -> list[dict]:
+        def one(i: int, ref: dict) -> list[dict]:
+            return run_map_shard(self.config, group, ref, i, self.work, self.cache, self.models,
+                                 self.options.cache_only, bars)
+
+        in_flight = min(in_flight, len(inputs))
+        if in_flight <= 1:
+            per_shard = []
+            for i, ref in enumerate(inputs):
+                per_shard.append(one(i, ref))
+                self._update_bars(group, per_shard[-1], bars)
+            return self._collect(group, per_shard)
+        results: list[list[dict] | None] = [None] * len(inputs)
+        with cf.ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="shard") as pool:
+            futures = {pool.submit(one, i, ref): i for i, ref in enumerate(inputs)}
+            try:
+                for fut in cf.as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    self._update_bars(group, results[futures[fut]], bars)
+            except BaseException as exc:   # finished shards stay done; the others stop at their next answer
+                for fut in futures:
+                    fut.cancel()
+                self.models.abort(exc)
+                raise
+        return self._collect(group, results)  # type: ignore[arg-type]
 
     def _run_map_pool(self, group, inputs, bars) -> list[dict]:
         if self.options.workers <= 1 or len(inputs) == 1:

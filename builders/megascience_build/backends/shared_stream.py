@@ -1,0 +1,229 @@
+"""One request window per backend, shared by every thread that asks it for answers.
+
+The local executor runs several shards of a model stage at once (`--shards-in-flight`), each on its own
+thread, each calling its stage's cached generator. Without this module each shard's call would be its own
+batch barrier: the backend idles while a shard's last long replies finish. `SharedStream` gives the
+backend one owner thread (the dispatcher) that feeds it every caller's requests:
+
+- a backend whose `generate_stream` takes `more` (the openai backend; the transformers backend on its static
+  path) is asked for new work while it runs: a request a shard submits joins the running stream as soon as
+  the backend has room (a free connection slot, a free KV-cache slot), so the window stays full across
+  shards and the backend drains only at the end of the stage;
+- any other backend gets one call per submission, in the order they came (the same calls as without
+  shards in flight, so its batches, and the numerics that depend on them, do not change).
+
+Each caller gets its own answers back as they finish, indexed by its own request positions. Callers that
+pass cache keys share work: a request whose key is already waiting or running (the same prompt asked by
+two shards in flight) is not sent again; both get the one answer, as one shard after the other would
+through the request cache. A failure of the backend reaches every caller whose requests were in that call;
+`abort` ends every waiting caller at once (the executor calls it when a shard fails or the run is
+interrupted).
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+from collections import OrderedDict, deque
+from typing import Any, Iterator, Sequence
+
+from .base import GenerationRequest, GenerationResult
+
+
+RECENT_ANSWERS = 4096   # answers kept for a caller that asks just after an equal request was answered
+
+
+class StreamAborted(RuntimeError):
+    """The shared stream was aborted (another shard failed, or the run was interrupted)."""
+
+
+class _Submission:
+    """One caller's requests. `send` holds the (index, request) pairs it asks the backend for; the others
+    wait on an equal request of an earlier submission."""
+
+    def __init__(self, count: int, live: bool, keys: Sequence[str] | None):
+        self.count = count
+        self.live = live
+        self.keys = keys
+        self.send: list[tuple[int, GenerationRequest]] = []
+        self.answers: deque = deque()              # (index, result), or an exception
+        self.ready = threading.Semaphore(0)
+
+    def deliver(self, item: Any) -> None:
+        self.answers.append(item)
+        self.ready.release()
+
+
+def accepts_more(backend) -> bool:
+    """Whether the backend's generate_stream can take new requests while it runs."""
+    flag = getattr(backend, "accepts_more", None)
+    if flag is not None:
+        return bool(flag)
+    stream = getattr(backend, "generate_stream", None)
+    return stream is not None and "more" in inspect.signature(stream).parameters
+
+
+class SharedStream:
+    def __init__(self, backend, *, name: str = "backend"):
+        self.backend = backend
+        self.name = name
+        self._cond = threading.Condition()
+        self._intake: deque[_Submission] = deque()
+        self._waiting: set[_Submission] = set()
+        self._sharers: dict[str, list[tuple[_Submission, int]]] = {}   # key -> who else waits for it
+        # complete answers just given out: the request cache has them only once their caller commits
+        self._recent: OrderedDict[str, GenerationResult] = OrderedDict()
+        self._aborted: BaseException | str | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.rounds = 0          # backend calls made
+        self.joined = 0          # submissions that joined a call already running
+        self.shared = 0          # requests answered by an equal request already on its way
+
+    # -- callers ------------------------------------------------------------------------------------
+
+    def stream(self, requests: Sequence[GenerationRequest], *, keys: Sequence[str] | None = None,
+               live: bool = True) -> Iterator[tuple[int, GenerationResult]]:
+        """(index in `requests`, result) for every request, in completion order. `keys` (their cache keys)
+        lets an equal request already on its way answer this one; `live=False` keeps the requests to a
+        backend call of their own (the batch flow)."""
+        if not requests:
+            return
+        sub = _Submission(len(requests), live, keys)
+        with self._cond:
+            if self._aborted is not None:
+                raise StreamAborted(f"{self.name}: the shared request stream was aborted: {self._aborted}")
+            for i, req in enumerate(requests):
+                key = keys[i] if keys is not None else None
+                if key is not None and key in self._recent:
+                    sub.deliver((i, self._recent[key]))
+                    self.shared += 1
+                    continue
+                if key is not None and key in self._sharers:
+                    self._sharers[key].append((sub, i))
+                    self.shared += 1
+                    continue
+                if key is not None:
+                    self._sharers[key] = []
+                sub.send.append((i, req))
+            self._waiting.add(sub)
+            if sub.send:
+                self._intake.append(sub)
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._serve, name=f"{self.name}-stream", daemon=True)
+                    self._thread.start()
+                self._cond.notify_all()
+        try:
+            for _ in range(sub.count):
+                sub.ready.acquire()
+                item = sub.answers.popleft()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            with self._cond:
+                self._waiting.discard(sub)
+
+    def generate(self, requests: Sequence[GenerationRequest], *, keys: Sequence[str] | None = None,
+                 live: bool = True) -> list[GenerationResult]:
+        results: list[GenerationResult | None] = [None] * len(requests)
+        for i, result in self.stream(requests, keys=keys, live=live):
+            results[i] = result
+        return results  # type: ignore[return-value]
+
+    def abort(self, reason: BaseException | str) -> None:
+        """End every waiting caller with StreamAborted; later submissions are refused."""
+        with self._cond:
+            self._aborted = reason
+            waiting = list(self._waiting)
+            self._intake.clear()
+            self._cond.notify_all()
+        for sub in waiting:
+            sub.deliver(StreamAborted(f"{self.name}: the shared request stream was aborted: {reason}"))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the dispatcher: a call in progress stops at its next answer (its remaining answers are not
+        wanted); wait at most `timeout` seconds for that (the thread is a daemon: it cannot hold up exit)."""
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._closing = True
+            waiting = list(self._waiting)
+            self._cond.notify_all()
+        for sub in waiting:
+            sub.deliver(StreamAborted(f"{self.name}: the shared request stream was closed"))
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- the dispatcher -----------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._intake and not self._closing:
+                    self._cond.wait()
+                if not self._intake:
+                    return
+                first = self._intake.popleft()
+            self._round(first, live=first.live and accepts_more(self.backend))
+
+    def _take_live(self) -> list[_Submission]:
+        """Live submissions at the head of the intake, without blocking (a batch-flow one stays first)."""
+        out = []
+        with self._cond:
+            while self._intake and self._intake[0].live and self._aborted is None and not self._closing:
+                out.append(self._intake.popleft())
+        return out
+
+    def _answer(self, sub: _Submission, index: int, item: Any) -> None:
+        """Hand an answer (or a failure) to its submission and to every caller waiting on an equal request."""
+        key = sub.keys[index] if sub.keys is not None else None
+        with self._cond:
+            sharers = self._sharers.pop(key, []) if key is not None else []
+            if key is not None and isinstance(item, GenerationResult) and item.ok:
+                self._recent[key] = item
+                while len(self._recent) > RECENT_ANSWERS:
+                    self._recent.popitem(last=False)
+        sub.deliver(item if isinstance(item, BaseException) else (index, item))
+        for other, other_index in sharers:
+            other.deliver(item if isinstance(item, BaseException) else (other_index, item))
+
+    def _round(self, first: _Submission, *, live: bool) -> None:
+        """One backend call: the submission's requests, and with `live` those that arrive while it runs."""
+        routes: list[tuple[_Submission, int]] = []
+        requests: list[GenerationRequest] = []
+
+        def add(new: list[_Submission]) -> list[GenerationRequest]:
+            added = [req for sub in new for _, req in sub.send]
+            routes.extend((sub, i) for sub in new for i, _ in sub.send)
+            requests.extend(added)
+            return added
+
+        def more() -> list[GenerationRequest]:
+            new = self._take_live()
+            self.joined += len(new)
+            return add(new)
+
+        add([first])
+        self.rounds += 1
+        answered: set[int] = set()
+        try:
+            for i, result in self._call(requests, more if live else None):
+                if not (isinstance(i, int) and 0 <= i < len(routes)) or i in answered:
+                    raise RuntimeError(f"{self.name}: the backend streamed a result for request #{i!r} "
+                                       f"(of {len(routes)}) twice or out of range")
+                answered.add(i)
+                self._answer(*routes[i], result)
+                if self._aborted is not None or self._closing:
+                    return
+            if len(answered) != len(routes):
+                raise RuntimeError(f"{self.name}: the backend streamed {len(answered)} results for "
+                                   f"{len(routes)} requests")
+        except BaseException as exc:  # every caller of this call hears of it; the dispatcher lives on
+            for n, (sub, index) in enumerate(routes):
+                if n not in answered:
+                    self._answer(sub, index, exc)
+
+    def _call(self, requests, more) -> Iterator[tuple[int, GenerationResult]]:
+        stream = getattr(self.backend, "generate_stream", None)
+        if stream is None:    # a backend with generate only (vLLM in-process: its own scheduler batches)
+            return enumerate(self.backend.generate(requests))
+        return stream(requests, more=more) if more is not None else stream(requests)
