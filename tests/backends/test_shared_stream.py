@@ -92,27 +92,40 @@ def test_a_failed_call_reaches_its_callers_and_the_next_submission_is_served(fau
     shared.close()
 
 
-def test_abort_ends_waiting_callers_and_refuses_new_submissions(faulty_server):
-    shared = SharedStream(openai(faulty_server, concurrency=2))
-    outcome = {}
+def test_abort_ends_queued_callers_at_once_and_running_ones_after_the_grace():
+    """A caller whose request waits in the intake ends at once; one whose request the backend is working on
+    gets what arrives within ABORT_GRACE_S (here nothing: the server holds it 4 s), then ends; later
+    submissions are refused."""
+    from megascience_build.backends.shared_stream import ABORT_GRACE_S
+    from support.faulty_server import FaultyServer
 
-    def wait_for_slow() -> None:
+    server = FaultyServer(slow_seconds=4)
+    shared = SharedStream(openai(server, concurrency=1))
+    ended = {}
+
+    def call(name: str, text: str) -> None:
         try:
-            shared.generate([ask("slow:1 x")])
+            shared.generate([ask(text)])
         except StreamAborted as exc:
-            outcome["error"] = exc
-            outcome["after"] = time.monotonic()
+            ended[name] = (time.monotonic(), str(exc))
 
-    caller = threading.Thread(target=wait_for_slow)
-    caller.start()
+    running = threading.Thread(target=call, args=("running", "slow:1 x"))
+    running.start()
+    time.sleep(0.2)
+    queued = threading.Thread(target=call, args=("queued", "ok y"))   # the one connection slot is taken
+    queued.start()
     time.sleep(0.2)
     t0 = time.monotonic()
     shared.abort("shard 3 failed")
-    caller.join(5)
-    assert "shard 3 failed" in str(outcome["error"]) and outcome["after"] - t0 < 0.5   # not the 1.5 s reply
+    queued.join(5)
+    running.join(5)
+    assert "shard 3 failed" in ended["queued"][1] and ended["queued"][0] - t0 < 0.5
+    assert ABORT_GRACE_S - 0.1 < ended["running"][0] - t0 < ABORT_GRACE_S + 1
+    assert "ok y" not in server.attempts
     with pytest.raises(StreamAborted, match="aborted"):
         shared.generate([ask("ok later")])
-    shared.close(timeout=5)
+    shared.close(timeout=0)
+    server.close()
 
 
 def test_an_equal_request_on_its_way_answers_every_caller_that_asks_for_it(faulty_server):

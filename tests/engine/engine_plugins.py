@@ -100,7 +100,8 @@ class FileSize(Stage):
 
 class FakeBackend:
     """Answers with the reversed user message. `delay` seconds per request; each request sent is appended
-    (its last user message) to `calls_file`; a message containing LONG finishes with "length"."""
+    (its cache key) to `calls_file`; a message containing LONG finishes with "length"; one containing the
+    `fail_on` text makes the call raise (before it is logged)."""
 
     def __init__(self, spec):
         self.model_id = spec["model"]
@@ -108,8 +109,11 @@ class FakeBackend:
         options = spec.get("options") or {}
         self.delay = float(options.get("delay", 0))
         self.calls_file = options.get("calls_file")
+        self.fail_on = options.get("fail_on")
 
     def generate(self, requests):
+        if self.fail_on and any(self.fail_on in req.messages[-1]["content"] for req in requests):
+            raise RuntimeError(f"fake backend failure on {self.fail_on!r}")
         out = []
         for req in requests:
             text = req.messages[-1]["content"]

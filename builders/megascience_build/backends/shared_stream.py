@@ -30,6 +30,7 @@ from .base import GenerationRequest, GenerationResult
 
 
 RECENT_ANSWERS = 4096   # answers kept for a caller that asks just after an equal request was answered
+ABORT_GRACE_S = 2.0     # how long an abort lets the running call hand over the answers it already has
 
 
 class StreamAborted(RuntimeError):
@@ -72,6 +73,7 @@ class SharedStream:
         self._sharers: dict[str, list[tuple[_Submission, int]]] = {}   # key -> who else waits for it
         # complete answers just given out: the request cache has them only once their caller commits
         self._recent: OrderedDict[str, GenerationResult] = OrderedDict()
+        self._running: set[_Submission] = set()    # submissions in the backend call now running
         self._aborted: BaseException | str | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -131,27 +133,40 @@ class SharedStream:
         return results  # type: ignore[return-value]
 
     def abort(self, reason: BaseException | str) -> None:
-        """End every waiting caller with StreamAborted; later submissions are refused."""
+        """End every waiting caller with StreamAborted; later submissions are refused. Callers whose requests
+        are in the running call first get the answers it already has (so they can commit them), and are
+        ended at most ABORT_GRACE_S later whatever the backend does."""
+        error = StreamAborted(f"{self.name}: the shared request stream was aborted: {reason}")
         with self._cond:
             self._aborted = reason
-            waiting = list(self._waiting)
+            running = set(self._running)
+            waiting = [sub for sub in self._waiting if sub not in running]
             self._intake.clear()
             self._cond.notify_all()
         for sub in waiting:
-            sub.deliver(StreamAborted(f"{self.name}: the shared request stream was aborted: {reason}"))
+            sub.deliver(error)
+        _end_later(running, error)
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop the dispatcher: a call in progress stops at its next answer (its remaining answers are not
-        wanted); wait at most `timeout` seconds for that (the thread is a daemon: it cannot hold up exit)."""
+        """Stop the dispatcher: a call in progress stops at its next answer, and its callers get what it
+        already has; wait at most `timeout` seconds for that (the thread is a daemon: it cannot hold up exit).
+        Every caller still waiting then ends with StreamAborted."""
+        error = StreamAborted(f"{self.name}: the shared request stream was closed")
         with self._cond:
             thread, self._thread = self._thread, None
             self._closing = True
-            waiting = list(self._waiting)
+            running = set(self._running)
+            waiting = [sub for sub in self._waiting if sub not in running]
             self._cond.notify_all()
         for sub in waiting:
-            sub.deliver(StreamAborted(f"{self.name}: the shared request stream was closed"))
+            sub.deliver(error)
         if thread is not None:
             thread.join(timeout)
+        if thread is not None and thread.is_alive():
+            _end_later(running, error)
+        else:
+            for sub in running:
+                sub.deliver(error)
 
     # -- the dispatcher -----------------------------------------------------------------------------
 
@@ -163,6 +178,7 @@ class SharedStream:
                 if not self._intake:
                     return
                 first = self._intake.popleft()
+                self._running.add(first)    # from here an abort lets this call hand over what it has
             self._round(first, live=first.live and accepts_more(self.backend))
 
     def _take_live(self) -> list[_Submission]:
@@ -195,6 +211,8 @@ class SharedStream:
             added = [req for sub in new for _, req in sub.send]
             routes.extend((sub, i) for sub in new for i, _ in sub.send)
             requests.extend(added)
+            with self._cond:
+                self._running.update(new)
             return added
 
         def more() -> list[GenerationRequest]:
@@ -205,6 +223,9 @@ class SharedStream:
         add([first])
         self.rounds += 1
         answered: set[int] = set()
+        # a backend without generate_stream hands every answer over at once: all of them are delivered
+        buffered = getattr(self.backend, "generate_stream", None) is None
+        stopped = False
         try:
             for i, result in self._call(requests, more if live else None):
                 if not (isinstance(i, int) and 0 <= i < len(routes)) or i in answered:
@@ -212,18 +233,36 @@ class SharedStream:
                                        f"(of {len(routes)}) twice or out of range")
                 answered.add(i)
                 self._answer(*routes[i], result)
-                if self._aborted is not None or self._closing:
-                    return
-            if len(answered) != len(routes):
+                if (self._aborted is not None or self._closing) and not buffered:
+                    stopped = True
+                    break
+            if not stopped and len(answered) != len(routes):
                 raise RuntimeError(f"{self.name}: the backend streamed {len(answered)} results for "
                                    f"{len(routes)} requests")
         except BaseException as exc:  # every caller of this call hears of it; the dispatcher lives on
             for n, (sub, index) in enumerate(routes):
                 if n not in answered:
                     self._answer(sub, index, exc)
+        finally:
+            with self._cond:
+                self._running.clear()
+        if stopped or self._aborted is not None:
+            error = StreamAborted(f"{self.name}: the shared request stream was "
+                                  f"{'aborted: ' + str(self._aborted) if self._aborted is not None else 'closed'}")
+            for sub in {id(sub): sub for sub, _ in routes}.values():
+                sub.deliver(error)
 
     def _call(self, requests, more) -> Iterator[tuple[int, GenerationResult]]:
         stream = getattr(self.backend, "generate_stream", None)
         if stream is None:    # a backend with generate only (vLLM in-process: its own scheduler batches)
             return enumerate(self.backend.generate(requests))
         return stream(requests, more=more) if more is not None else stream(requests)
+
+
+def _end_later(subs: set[_Submission], error: StreamAborted) -> None:
+    """End these callers ABORT_GRACE_S from now, whatever their backend call is doing (the answers it hands
+    over before then reach them first)."""
+    if subs:
+        timer = threading.Timer(ABORT_GRACE_S, lambda: [sub.deliver(error) for sub in subs])
+        timer.daemon = True
+        timer.start()

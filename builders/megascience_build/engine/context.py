@@ -122,7 +122,7 @@ class ModelPool:
             streams, self._streams = list(self._streams.values()), {}
         for stream in streams:
             stream.abort(reason)
-            stream.close(timeout=CLOSE_WAIT_S)
+            stream.close(timeout=0)     # the call running stops at its next answer; nobody waits for it
 
     def close(self) -> None:
         with self._lock:
@@ -238,15 +238,20 @@ class CachedGenerator:
         pending: dict[str, GenerationResult] = {}
         last = time.monotonic()
         seen: set[int] = set()
-        for i, result in stream(missing):
-            if not (isinstance(i, int) and 0 <= i < len(missing)) or i in seen:
-                raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} streamed a result "
-                                   f"for request #{i!r} (of {len(missing)}) twice or out of range")
-            seen.add(i)
-            pending[missing[i]] = result
-            if len(pending) >= self.batch_size or time.monotonic() - last >= COMMIT_EVERY_S:
+        try:
+            for i, result in stream(missing):
+                if not (isinstance(i, int) and 0 <= i < len(missing)) or i in seen:
+                    raise RuntimeError(f"stage {self.stage_label!r}: backend for {self.model_id} streamed a result "
+                                       f"for request #{i!r} (of {len(missing)}) twice or out of range")
+                seen.add(i)
+                pending[missing[i]] = result
+                if len(pending) >= self.batch_size or time.monotonic() - last >= COMMIT_EVERY_S:
+                    yield pending
+                    pending, last = {}, time.monotonic()
+        except BaseException:   # the answers that did arrive are committed before the failure goes on
+            if pending:
                 yield pending
-                pending, last = {}, time.monotonic()
+            raise
         if pending:
             yield pending
         if len(seen) != len(missing):
