@@ -7,7 +7,11 @@ transformers backend on its static path (static KV cache, CUDA graphs), with a f
 - batch flow (`flow: batch`): `generate` on batches of `--batch-size` requests, each committed before the next
   is sent, so every batch waits for its longest reply and the slots idle meanwhile;
 - continuous flow (the default): `generate_stream` on all of the shard's requests; a slot freed by a
-  finished reply takes the next request at once, answers are committed as they arrive.
+  finished reply takes the next request at once, answers are committed as they arrive;
+- with `--shard-rows N`, the same requests cut into shards of N, as the local executor runs a model stage:
+  one shard at a time (each shard's call ends with its slowest reply), and `--shards-in-flight` shards at
+  once on threads sharing the backend's one request stream (backends/shared_stream.py), later shards'
+  requests joining the engine's running call.
 
 Random weights of a realistic shape (default the Qwen2-1.5B shape, bf16) created on the GPU, prompts of
 1,000-2,000 tokens, reply lengths log-normal (median 400, capped at 2,048): random weights never stop on
@@ -42,24 +46,44 @@ import torch  # noqa: E402
 from gpu_engine import extraction_prompts  # noqa: E402
 from gpu_paths import reply_lengths  # noqa: E402
 from megascience_build.backends.base import GenerationRequest, SamplingParams  # noqa: E402
+from megascience_build.backends.shared_stream import SharedStream  # noqa: E402
 from megascience_build.engine.cache import RequestCache  # noqa: E402
 from megascience_build.engine.context import CachedGenerator, ModelUsage  # noqa: E402
 
 FLOWS = ("batch", "continuous")
 
 
-def run_flow(flow: str, backend, requests, args, tmp: Path) -> dict:
-    cache = RequestCache(tmp / f"{flow}.sqlite")
-    gen = CachedGenerator(stage_label=f"extract ({flow})", role="extractor", identity=backend.identity,
-                          batch_size=args.batch_size, cache=cache, backend_factory=lambda: backend,
-                          usage=ModelUsage(), cache_only=False, flow=flow)
+def run_shards(gen_for, requests, shard_rows: int, in_flight: int) -> list:
+    """The requests cut into shards, `in_flight` shards at once on threads (as executor_local runs a model
+    stage), each through its own cached generator; results in request order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shards = [requests[i:i + shard_rows] for i in range(0, len(requests), shard_rows)]
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        parts = list(pool.map(lambda shard: gen_for().generate(shard), shards))
+    return [r for part in parts for r in part]
+
+
+def run_flow(flow: str, backend, requests, args, tmp: Path, in_flight: int = 0) -> dict:
+    """in_flight 0: one call with every request; else shards of args.shard_rows, in_flight at once."""
+    cache = RequestCache(tmp / f"{flow}-{in_flight}.sqlite")
+    shared = SharedStream(backend, name="extractor") if in_flight else None
+
+    def gen_for():
+        return CachedGenerator(stage_label=f"extract ({flow})", role="extractor", identity=backend.identity,
+                               batch_size=args.batch_size, cache=cache, backend_factory=lambda: backend,
+                               usage=ModelUsage(), cache_only=False, flow=flow,
+                               stream_factory=(lambda: shared) if shared else None)
+
     before = dict(backend.static_stats)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    results = gen.generate(requests)
+    results = run_shards(gen_for, requests, args.shard_rows, in_flight) if in_flight else gen_for().generate(requests)
     wall = time.perf_counter() - start
+    if shared:
+        shared.close()
     cache.close()
     stats = {k: v - before.get(k, 0) for k, v in backend.static_stats.items()}
     failed = [(i, r.error) for i, r in enumerate(results) if not r.ok and r.finish_reason != "length"]
@@ -70,7 +94,8 @@ def run_flow(flow: str, backend, requests, args, tmp: Path) -> dict:
         raise SystemExit(f"{flow} flow: {len(wrong)} replies are not their asked length, e.g. #{wrong[0]}")
     tokens = sum(r.completion_tokens for r in results)
     steps = stats.get("decode_steps", 0)
-    return {"flow": flow, "requests": len(results), "generated_tokens": tokens, "wall_s": round(wall, 2),
+    name = flow if not in_flight else f"{flow}, shards of {args.shard_rows}, {in_flight} in flight"
+    return {"flow": name, "requests": len(results), "generated_tokens": tokens, "wall_s": round(wall, 2),
             "tok_s": round(tokens / wall, 1),
             "slot_occupancy": round(tokens / (steps * args.slots), 3) if steps else None,
             "decode_steps": steps, "captures": stats.get("captures"),
@@ -90,12 +115,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--reply-median", type=int, default=400)
     ap.add_argument("--reply-sigma", type=float, default=0.8)
     ap.add_argument("--reply-cap", type=int, default=2048)
+    ap.add_argument("--shard-rows", type=int, default=0, help="also run the requests as shards of this many")
+    ap.add_argument("--shards-in-flight", type=int, default=4)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (a check that the script runs)")
     ap.add_argument("--json", type=Path, help="where to write the JSON (default $OUT/gpu_flow.json)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.model, args.requests, args.slots, args.batch_size = "tiny-llama", 12, 4, 4
         args.prompt_tokens, args.reply_median, args.reply_cap = "60,120", 6, 16
+        args.shard_rows = args.shard_rows or 3
     lo, hi = (int(x) for x in args.prompt_tokens.split(","))
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
@@ -120,10 +148,14 @@ def main(argv=None) -> dict:
     print(json.dumps(report), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for flow in FLOWS:
-            rows.append(run_flow(flow, backend, requests, args, Path(tmp)))
+        runs = [(flow, 0) for flow in FLOWS]
+        if args.shard_rows:
+            runs += [("continuous", 1), ("continuous", args.shards_in_flight)]
+        for flow, in_flight in runs:
+            rows.append(run_flow(flow, backend, requests, args, Path(tmp), in_flight))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "texts"}), flush=True)
-    same = sum(a == b for a, b in zip(rows[0].pop("texts"), rows[1].pop("texts")))
+    texts = [r.pop("texts") for r in rows]
+    same = sum(a == b for a, b in zip(texts[0], texts[1]))
     report.update(flows=rows, identical_replies=same,
                   continuous_vs_batch=round(rows[1]["tok_s"] / rows[0]["tok_s"], 2))
     backend.close()
@@ -139,6 +171,9 @@ def main(argv=None) -> dict:
               f"{r['slot_occupancy']} | {r['captures']} ({r['capture_s']}) | {r['peak_gpu_gb']} GB |")
     print(f"continuous / batch: {report['continuous_vs_batch']}x tokens/s; identical replies "
           f"{same}/{args.requests} (bf16: batch shapes differ between the flows)")
+    if args.shard_rows:
+        print(f"shards of {args.shard_rows}: {args.shards_in_flight} in flight / one at a time: "
+              f"{rows[3]['tok_s'] / rows[2]['tok_s']:.2f}x tokens/s")
     out = args.json or (Path(os.environ["OUT"]) / "gpu_flow.json" if os.environ.get("OUT") else None)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

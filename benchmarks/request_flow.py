@@ -10,9 +10,15 @@ the `openai` backend (`concurrency` = capacity) twice, in one run:
 - continuous flow (the default): `generate_stream` keeps `concurrency` requests in flight, answers are
   committed to the request cache as they arrive.
 
+Then the same requests as the rows of a pipeline run by the local executor (one model stage asking one
+request per row, shards of `--shard-rows` rows, as textbook.yaml's 64): the batch flow; the continuous
+flow one shard at a time (each shard's call still ends with its slowest reply); the continuous flow with
+`--shards-in-flight` shards at once feeding the backend's one window (backends/shared_stream.py).
+
 Capacity used = the server's sequence-seconds / (capacity x wall time). Target: >= 90 % continuous.
 
     .venv/bin/python benchmarks/request_flow.py [--requests 512] [--capacity 64] [--batch-size 64]
+                                                [--shard-rows 64] [--shards-in-flight 4]
 """
 from __future__ import annotations
 
@@ -28,11 +34,37 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
 from megascience_build.backends import make_backend
 from megascience_build.backends.base import GenerationRequest, SamplingParams
 from megascience_build.backends.identity import identity_of
+from megascience_build.engine import records
 from megascience_build.engine.cache import RequestCache
 from megascience_build.engine.context import CachedGenerator, ModelUsage
+from megascience_build.engine.stage import Stage, StageOutput
+
+
+class BenchAsk(Stage):
+    """One request per row (its text as the user message); the reply's token count as a column."""
+    name = "bench_ask"
+    inputs = ("id", "provenance", "text")
+    outputs = ("reply_tokens",)
+
+    def process(self, batch, ctx):
+        requests = [GenerationRequest(({"role": "user", "content": t},), ctx.sampling)
+                    for t in batch.column("text").to_pylist()]
+        results = ctx.llm().generate(requests)
+        failed = [r.error for r in results if not r.ok]
+        if failed:
+            raise RuntimeError(f"{len(failed)} requests failed, e.g. {failed[0]}")
+        return StageOutput(kept=records.set_column(batch, "reply_tokens", [r.completion_tokens for r in results],
+                                                   pa.int64()))
+
+
+STAGES = [BenchAsk]      # this script is the pipeline's plugin (`plugins: [__main__]`)
 
 
 class EngineModel:
@@ -132,6 +164,44 @@ def run_flow(flow: str, args, engine: EngineModel, url: str, tmp: Path) -> dict:
             "tokens_per_s": tokens / wall}
 
 
+def run_pipeline_flow(label: str, flow: str, in_flight: int, args, engine: EngineModel, url: str,
+                      tmp: Path) -> dict:
+    """The requests as rows of a one-stage pipeline through the local executor."""
+    from megascience_build.engine.executor_local import run_local
+    from megascience_build.engine.orchestration import RunOptions
+    from megascience_build.engine.pipeline_config import load_pipeline
+
+    root = tmp / label.replace(" ", "_").replace(",", "")
+    (root / "data").mkdir(parents=True)
+    n = args.requests
+    pq.write_table(pa.table({"id": [records.content_id("flow", i) for i in range(n)],
+                             "provenance": [records.new_provenance({"kind": "dataset", "row": i}) for i in range(n)],
+                             "text": [f"request {i}" for i in range(n)]}), root / "data" / "in.parquet")
+    doc = {"name": "request-flow", "plugins": ["__main__"],
+           "input": {"parquet": ["data/in.parquet"], "rows_per_shard": args.shard_rows},
+           "models": {"gen": {"backend": "openai", "model": "engine-model", "batch_size": args.batch_size,
+                              "flow": flow, "options": {"base_url": url, "concurrency": args.capacity,
+                                                        "timeout": 600, "max_retries": 0}}},
+           "stages": [{"stage": "bench_ask", "llm": "gen", "sampling": {"max_tokens": args.cap}}]}
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    engine.busy_s = 0.0
+    t0 = time.monotonic()
+    run_local(load_pipeline(root / "pipeline.yaml"), root / "work",
+              RunOptions(progress=False, shards_in_flight=in_flight))
+    wall = time.monotonic() - t0
+    tokens = sum(sum(pq.read_table(p).column("reply_tokens").to_pylist())
+                 for p in (root / "work" / "output").glob("*.parquet"))
+    return {"flow": label, "wall_s": wall, "ideal_s": engine.busy_s / args.capacity,
+            "used": engine.busy_s / (args.capacity * wall), "tokens_per_s": tokens / wall}
+
+
+def print_rows(rows: list[dict]) -> None:
+    print("| flow | wall (s) | ideal at full capacity (s) | capacity used | tokens/s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['flow']} | {r['wall_s']:.1f} | {r['ideal_s']:.1f} | {r['used']:.1%} | {r['tokens_per_s']:,.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=512)
@@ -141,6 +211,9 @@ def main() -> None:
     ap.add_argument("--median", type=int, default=400)
     ap.add_argument("--sigma", type=float, default=0.8)
     ap.add_argument("--cap", type=int, default=2048)
+    ap.add_argument("--shard-rows", type=int, default=64, help="rows per shard in the pipeline runs")
+    ap.add_argument("--shards-in-flight", type=int, default=4)
+    ap.add_argument("--skip-direct", action="store_true", help="only the pipeline runs")
     args = ap.parse_args()
     engine = EngineModel(args.capacity, args.ms_per_token, args.median, args.sigma, args.cap)
     httpd = serve(engine)
@@ -151,14 +224,21 @@ def main() -> None:
           f"reply tokens log-normal median {args.median} (sample median {lengths[len(lengths) // 2]}, "
           f"p99 {lengths[int(len(lengths) * 0.99)]}, cap {args.cap}); batch_size {args.batch_size}")
     print(f"# machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    if not args.skip_direct:
+        print()
+        print("## one call of the cached generator")
+        rows = [run_flow(flow, args, engine, url, tmp) for flow in ("batch", "continuous")]
+        print_rows(rows)
+        print(f"continuous / batch: {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x faster")
     print()
-    print("| flow | wall (s) | ideal at full capacity (s) | capacity used | tokens/s |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    rows = [run_flow(flow, args, engine, url, tmp) for flow in ("batch", "continuous")]
-    for r in rows:
-        print(f"| {r['flow']} | {r['wall_s']:.1f} | {r['ideal_s']:.1f} | {r['used']:.1%} | {r['tokens_per_s']:,.0f} |")
-    print()
-    print(f"continuous / batch: {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x faster")
+    print(f"## a pipeline through the local executor, shards of {args.shard_rows} rows")
+    k = args.shards_in_flight
+    rows = [run_pipeline_flow(label, flow, in_flight, args, engine, url, tmp) for label, flow, in_flight in (
+        ("batch", "batch", 1), ("continuous, one shard at a time", "continuous", 1),
+        (f"continuous, {k} shards in flight", "continuous", k))]
+    print_rows(rows)
+    print(f"{k} shards in flight / one at a time: {rows[1]['wall_s'] / rows[2]['wall_s']:.2f}x faster; "
+          f"/ batch: {rows[0]['wall_s'] / rows[2]['wall_s']:.2f}x")
     httpd.shutdown()
 
 

@@ -85,3 +85,31 @@ def test_ray_replays_the_local_runs_cache_without_a_model(ray_instance, tmp_path
     usage = replay["stages"][1]["usage"]
     assert usage["cache_misses"] == 0 and usage["cache_hits"] == 23 and usage["failures"] == {"length": 1}
     assert counts(replay) == counts(local)
+
+
+def test_a_ray_replica_runs_shards_in_flight_on_one_window(ray_instance, tmp_path):
+    """One replica of the model stage, shards of 5 rows against the loopback openai server: with 4 shards in
+    flight the replica keeps more than one shard's requests at the server (its threads share one request
+    window), with one at a time never more than a shard's; the bytes are the local executor's."""
+    from megascience_build.engine.executor_ray import run_ray
+    from support.faulty_server import FaultyServer
+
+    server = FaultyServer(hold_seconds=0.3)
+    try:
+        models = {"gen": {"backend": "openai", "model": "m", "revision": "r1", "batch_size": 2, "options": {
+            "base_url": server.base_url, "concurrency": 8, "timeout": 10, "max_retries": 0}}}
+        path = write_pipeline(tmp_path / "p", models=models)
+        (tmp_path / "p" / "ask.txt").write_text("--- user\nhold {{text}}\n")
+        seen = {}
+        for in_flight in (1, 4):
+            server.max_in_flight = 0
+            run_ray(load_pipeline(path), tmp_path / f"ray{in_flight}",
+                    RunOptions(progress=False, executor="ray", shards_in_flight=in_flight,
+                               cache_path=str(tmp_path / f"cache{in_flight}.sqlite")))
+            seen[in_flight] = server.max_in_flight
+        local = run_local(load_pipeline(path), tmp_path / "local", RunOptions(progress=False))
+    finally:
+        server.close()
+    assert seen[1] <= 5 < seen[4] <= 8
+    assert outputs(tmp_path / "ray4") == outputs(tmp_path / "ray1") == outputs(tmp_path / "local")
+    assert local["stages"][1]["rows_out"] == 23

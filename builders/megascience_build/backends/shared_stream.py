@@ -15,9 +15,10 @@ backend one owner thread (the dispatcher) that feeds it every caller's requests:
 Each caller gets its own answers back as they finish, indexed by its own request positions. Callers that
 pass cache keys share work: a request whose key is already waiting or running (the same prompt asked by
 two shards in flight) is not sent again; both get the one answer, as one shard after the other would
-through the request cache. A failure of the backend reaches every caller whose requests were in that call;
-`abort` ends every waiting caller at once (the executor calls it when a shard fails or the run is
-interrupted).
+through the request cache. A failure of the backend reaches every caller whose requests were in that call.
+`abort` (the executor's, when a shard fails or the run is interrupted) ends the queued callers at once and
+those in the running call once it has handed over the answers it already has (ABORT_GRACE_S at most), so
+they can commit them to the request cache before they stop.
 """
 from __future__ import annotations
 

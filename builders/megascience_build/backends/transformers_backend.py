@@ -28,8 +28,9 @@ seeded sampler below), end replies by the same rules (EOS, stop strings, max_tok
 results with the same code, so the option does not enter the identity; if the static path fails for a
 reason other than memory (which it handles by halving its slots), the backend logs it and serves the
 remaining requests on the plain path from then on. `generate_stream` (what the engine's continuous flow
-calls) yields each result as it finishes: on the static path a freed slot takes the next request of the same
-call, so a stage's whole shard of misses runs without batch barriers; the plain path yields batch by batch.
+calls) yields each result as it finishes: on the static path a freed slot takes the next waiting request,
+and requests handed over while it runs (`more`: other shards in flight, backends/shared_stream.py) join the
+queue, so a stage's shards run without batch barriers; the plain path yields batch by batch.
 
 Sampling: temperature == 0 is greedy. Otherwise each request draws from its own torch.Generator seeded with
 `sampling.seed + sample_index` (one uniform number per generated token, inverse-CDF over the top-p nucleus),

@@ -7,7 +7,8 @@
 - Map stages run through `Dataset.map_batches` with the pyarrow batch format and whole blocks as batches,
   so a stage sees exactly the shard the local executor gives it. CPU stages run as Ray tasks; a stage with
   a model runs in an actor pool (`replicas:` actors, `gpus:` GPUs each), so each replica loads its model
-  once. Every replica shares the request cache through one cache actor on the driver's node, which alone
+  once, and runs up to `--shards-in-flight` shards at once on threads feeding its backend's one request
+  window (backends/shared_stream.py), as the local executor does. Every replica shares the request cache through one cache actor on the driver's node, which alone
   opens the SQLite file (--cache: a path on the driver's local disk).
 - A global stage is a barrier: the driver materialises its input, runs it, and cuts the output into shards.
 - The driver writes the final shards itself with the same writer (Orchestration.publish), in shard order,
@@ -65,6 +66,22 @@ def _apply(spec: StageSpec, block: pa.Table, make_ctx, collector) -> pa.Table:
         ray.get(collector.add.remote(spec.label, shard, stats, kept.schema.serialize().to_pybytes()))
         outs.append(tag(kept, shard))
     return pa.concat_tables(outs) if outs else block.slice(0, 0)
+
+
+def actor_pool(replicas: int, shards_in_flight: int):
+    """`replicas` actors, each running up to `shards_in_flight` shards at once on its own threads (they share
+    the replica's model through its shared request stream, as in the local executor). Ray Data runs calls of
+    one actor concurrently only with `enable_true_multi_threading` (Ray 2.60 has it); older Ray gets one
+    shard at a time per replica."""
+    import inspect
+
+    from ray.data import ActorPoolStrategy
+
+    accepted = inspect.signature(ActorPoolStrategy).parameters
+    if shards_in_flight > 1 and {"max_concurrent_calls_per_actor", "enable_true_multi_threading"} <= set(accepted):
+        return ActorPoolStrategy(size=replicas, max_concurrent_calls_per_actor=shards_in_flight,
+                                 enable_true_multi_threading=True)
+    return ActorPoolStrategy(size=replicas)
 
 
 def _cpu_stage(block: pa.Table, *, config: PipelineConfig, index: int, collector) -> pa.Table:
@@ -206,7 +223,8 @@ class RayExecutor(Orchestration):
                                             fn_constructor_kwargs=dict(kwargs, cache=cache,
                                                                        cache_only=self.options.cache_only,
                                                                        collector=collector),
-                                            concurrency=spec.replicas, num_gpus=spec.stage.resources.gpus or None)
+                                            compute=actor_pool(spec.replicas, self.options.shards_in_flight),
+                                            num_gpus=spec.stage.resources.gpus or None)
                     else:
                         ds = ds.map_batches(_cpu_stage, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
                                             fn_kwargs=dict(kwargs, collector=collector))
