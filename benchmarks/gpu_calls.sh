@@ -12,7 +12,7 @@
 #   bash benchmarks/gpu_calls.sh big          # a 7-8B shape alone (MODEL3, default qwen2.5-7b; SCEN, PATHS)
 #   bash benchmarks/gpu_calls.sh parity       # carry .gpu/common .gpu/p2, right after throughput: parity only
 #   bash benchmarks/gpu_calls.sh paged        # transformers' paged continuous batching, one process per scenario
-#   python3 benchmarks/gpu_flow.py --tokenizer .gpu/common/smollm2-tok --shard-rows 64   # batch vs continuous flow; shards of 64 one at a time vs 4 in flight
+#   python3 benchmarks/gpu_flow.py --tokenizer .gpu/common/smollm2-tok --shard-rows 64   # batch vs continuous flow; shards of 64 one at a time vs 8 in flight
 # Issue 13's second round (2026-12-04, 03:03-03:31 UTC, BENCHMARKS.md): PROFILE=1 throughput (with the
 #   default PATHS, whose paged-graphs variant ran the host out of memory in its warm-up: hence `paged` apart),
 #   PARITY_SMALL=8 parity, PROFILE=1 PATHS=static,static-k1,static-sdpa,plain PATHS_B=static throughput,

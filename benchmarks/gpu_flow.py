@@ -116,7 +116,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--reply-sigma", type=float, default=0.8)
     ap.add_argument("--reply-cap", type=int, default=2048)
     ap.add_argument("--shard-rows", type=int, default=0, help="also run the requests as shards of this many")
-    ap.add_argument("--shards-in-flight", type=int, default=4)
+    ap.add_argument("--shards-in-flight", type=int, default=8)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (a check that the script runs)")
     ap.add_argument("--json", type=Path, help="where to write the JSON (default $OUT/gpu_flow.json)")
     args = ap.parse_args(argv)

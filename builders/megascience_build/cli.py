@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="use only the first N input rows (trial run)")
     run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                      help="parallel processes for CPU stages (local executor; default: %(default)s)")
-    run.add_argument("--shards-in-flight", type=int, default=4,  # RunOptions.shards_in_flight
+    run.add_argument("--shards-in-flight", type=int, default=8,  # RunOptions.shards_in_flight
                      help="shards of a model stage run at once, feeding one request window of its backend "
                           "(local executor; default: %(default)s)")
     run.add_argument("--cache", help="request cache file (default: WORK/cache.sqlite); share it between runs")

@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", help="request cache file (default WORK/cache.sqlite)")
     run.add_argument("--cache-only", action="store_true", help="replay from the cache; a miss is an error")
     run.add_argument("--rows-per-shard", type=int, default=1024,
-                     help="questions per work shard, the most one shard keeps in flight (a GPU path needs hundreds; a kill loses at most one backend call, see --batch-size)")
+                     help="questions per work shard (a kill loses at most one backend call, see --batch-size)")
+    run.add_argument("--shards-in-flight", type=int, default=8,
+                     help="shards run at once, feeding the backend one request window (a GPU path wants "
+                          "hundreds of requests waiting: rows per shard x shards in flight)")
     run.add_argument("--published", action="append", default=None,
                      help="published model(s) to show beside the run (default: the one the model id matches)")
     run.add_argument("--progress", action="store_true")
@@ -176,7 +179,7 @@ def cmd_run(args) -> int:
         return EXIT_CONFIG
     try:
         execute(args.work, executor=args.executor, cache=args.cache, cache_only=args.cache_only,
-                progress=args.progress)
+                progress=args.progress, shards_in_flight=args.shards_in_flight)
     except StageError as exc:
         print(f"megascience-eval: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

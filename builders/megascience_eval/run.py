@@ -122,12 +122,12 @@ def prepare(work: str | Path, specs: Sequence[EvalSpec], model: dict[str, Any], 
 
 
 def execute(work: str | Path, *, executor: str = "local", cache: str | None = None, cache_only: bool = False,
-            progress: bool = False, workers: int = 1) -> dict[str, Any]:
+            progress: bool = False, workers: int = 1, shards_in_flight: int = 8) -> dict[str, Any]:
     """Run the prepared pipeline with the engine's executor; then collect the instance table."""
     work = Path(work)
     config = load_pipeline(work / PIPELINE)
-    options = RunOptions(workers=workers, cache_path=cache, cache_only=cache_only, progress=progress,
-                         executor=executor)
+    options = RunOptions(workers=workers, shards_in_flight=shards_in_flight, cache_path=cache,
+                         cache_only=cache_only, progress=progress, executor=executor)
     manifest = run_pipeline(config, work, options)
     collect(work)
     return manifest

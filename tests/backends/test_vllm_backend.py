@@ -126,3 +126,41 @@ def test_an_unpinned_hub_model_that_cannot_be_resolved_is_refused(fake_vllm, mon
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="cannot resolve revision 'main' to a commit sha"):
         make_backend({"backend": "vllm", "model": "org/not-cached"})
+
+
+def test_shards_waiting_behind_a_call_go_to_vllm_as_one_call(fake_vllm, monkeypatch):
+    """Through the shared request stream (backends/shared_stream.py): while one shard's call runs, the
+    shards that arrive wait, then go to LLM.generate together as one call, each getting its own answers."""
+    import threading
+    import time
+
+    from megascience_build.backends.shared_stream import SharedStream
+
+    b = make_backend({"backend": "vllm", "model": "m", "revision": SHA})
+    llm = FakeLLM.instances[-1]
+    first_call = threading.Event()
+    real_generate = llm.generate
+
+    def slow_generate(prompts, sampling_params, use_tqdm):
+        first_call.set()
+        time.sleep(0.3 if len(llm.calls) == 0 else 0)
+        return real_generate(prompts, sampling_params, use_tqdm)
+
+    monkeypatch.setattr(llm, "generate", slow_generate)
+    shared = SharedStream(b)
+    answers = {}
+
+    def shard(k: int, n: int) -> None:
+        answers[k] = shared.generate([req(f"shard {k} row {i}", max_tokens=k + 1) for i in range(n)])
+
+    threads = [threading.Thread(target=shard, args=(0, 2))]
+    threads[0].start()
+    first_call.wait(5)
+    threads += [threading.Thread(target=shard, args=(k, 3)) for k in (1, 2)]
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert [len(prompts) for prompts, _ in llm.calls] == [2, 6] and shared.rounds == 2
+    assert {k: [r.completion_tokens for r in rs] for k, rs in answers.items()} == {0: [1, 1], 1: [2] * 3, 2: [3] * 3}
+    shared.close()

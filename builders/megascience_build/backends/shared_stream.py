@@ -9,6 +9,8 @@ backend one owner thread (the dispatcher) that feeds it every caller's requests:
   path) is asked for new work while it runs: a request a shard submits joins the running stream as soon as
   the backend has room (a free connection slot, a free KV-cache slot), so the window stays full across
   shards and the backend drains only at the end of the stage;
+- a backend that batches a call with its own scheduler (`merges_calls`: vLLM in-process) gets the
+  submissions waiting when a call starts as one call;
 - any other backend gets one call per submission, in the order they came (the same calls as without
   shards in flight, so its batches, and the numerics that depend on them, do not change).
 
@@ -180,7 +182,8 @@ class SharedStream:
                     return
                 first = self._intake.popleft()
                 self._running.add(first)    # from here an abort lets this call hand over what it has
-            self._round(first, live=first.live and accepts_more(self.backend))
+            merge = first.live and bool(getattr(self.backend, "merges_calls", False))
+            self._round(first, live=first.live and accepts_more(self.backend), merge=merge)
 
     def _take_live(self) -> list[_Submission]:
         """Live submissions at the head of the intake, without blocking (a batch-flow one stays first)."""
@@ -203,8 +206,9 @@ class SharedStream:
         for other, other_index in sharers:
             other.deliver(item if isinstance(item, BaseException) else (other_index, item))
 
-    def _round(self, first: _Submission, *, live: bool) -> None:
-        """One backend call: the submission's requests, and with `live` those that arrive while it runs."""
+    def _round(self, first: _Submission, *, live: bool, merge: bool = False) -> None:
+        """One backend call: the submission's requests, with `merge` those waiting behind it, and with `live`
+        those that arrive while it runs."""
         routes: list[tuple[_Submission, int]] = []
         requests: list[GenerationRequest] = []
 
@@ -221,7 +225,7 @@ class SharedStream:
             self.joined += len(new)
             return add(new)
 
-        add([first])
+        add([first, *(self._take_live() if merge else [])])
         self.rounds += 1
         answered: set[int] = set()
         # a backend without generate_stream hands every answer over at once: all of them are delivered

@@ -1,5 +1,6 @@
 """vLLM in-process (GPU): one `vllm.LLM`, every request of a call handed to `LLM.generate` at once so vLLM's
-scheduler does the batching.
+scheduler does the batching. Shards in flight (backends/shared_stream.py) that wait while a call runs are
+handed over together as the next call (`merges_calls`).
 
 Prompts are chat-templated and tokenized here (no second BOS) and passed as token ids. Each request gets
 its own SamplingParams with seed = sampling.seed + sample_index (vLLM's per-request seed), so the k samples
@@ -31,6 +32,8 @@ def _import_vllm():
 
 
 class VLLMBackend:
+    merges_calls = True   # one call for every shard waiting: vLLM's scheduler batches them as one queue
+
     def __init__(self, model: str, revision: str | None = None, *, tensor_parallel_size: int = 1,
                  dtype: str = "auto", gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
                  dummy: bool = False, seed: int = 0, enforce_eager: bool = False, trust_remote_code: bool = False,

@@ -91,14 +91,19 @@ class RequestCache:
                 self._conn = conn
             return self._conn
 
-    def get_many(self, keys: Iterable[str], *, failures: bool = False) -> dict[str, GenerationResult]:
+    def get_many(self, keys: Iterable[str], *, failures: bool = False, tally: dict | None = None
+                 ) -> dict[str, GenerationResult]:
         """The valid cached answers among `keys` (with failures=True: the recorded failures of the others);
-        corrupted entries are reported and left out."""
+        corrupted entries are reported, left out and counted in `corrupted` (and in tally["corrupted"]: the
+        count of this call alone, when several threads share the handle)."""
         keys = list(dict.fromkeys(keys))
         with self._lock:
+            before = self.corrupted
             found = self._select("responses", keys)
             if failures:
                 found.update(self._select("failures", [k for k in keys if k not in found]))
+            if tally is not None:
+                tally["corrupted"] = tally.get("corrupted", 0) + self.corrupted - before
         return found
 
     def _select(self, table: str, keys: list[str]) -> dict[str, GenerationResult]:

@@ -174,9 +174,9 @@ class CachedGenerator:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         keys = [r.cache_key(self.identity) for r in requests]
-        before = self._cache.corrupted
-        results: dict[str, GenerationResult] = self._cache.get_many(keys, failures=self._cache_only)
-        self._usage.cache_corrupted += self._cache.corrupted - before
+        tally: dict = {}
+        results: dict[str, GenerationResult] = self._cache.get_many(keys, failures=self._cache_only, tally=tally)
+        self._usage.cache_corrupted += tally.get("corrupted", 0)
         hits = sum(1 for k in keys if k in results)
         for key in dict.fromkeys(k for k in keys if k in results and not results[k].ok):   # replayed failures
             self._usage.failures[results[key].finish_reason] = self._usage.failures.get(results[key].finish_reason, 0) + 1

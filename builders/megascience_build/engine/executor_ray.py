@@ -119,10 +119,12 @@ class ActorCache:
         self.path = path
         self.corrupted = 0
 
-    def get_many(self, keys, *, failures: bool = False):
+    def get_many(self, keys, *, failures: bool = False, tally: dict | None = None):
         import ray
         found, corrupted = ray.get(self._server.get_many.remote(list(keys), failures))
         self.corrupted += corrupted
+        if tally is not None:
+            tally["corrupted"] = tally.get("corrupted", 0) + corrupted
         return found
 
     def put_many(self, entries, *, model: str, revision: str) -> int:
@@ -144,9 +146,9 @@ def _cache_server(path: str):
             self.cache = RequestCache(path)
 
         def get_many(self, keys: list[str], failures: bool):
-            before = self.cache.corrupted
-            found = self.cache.get_many(keys, failures=failures)
-            return found, self.cache.corrupted - before
+            tally: dict = {}
+            found = self.cache.get_many(keys, failures=failures, tally=tally)
+            return found, tally.get("corrupted", 0)
 
         def put_many(self, entries: dict, model: str, revision: str) -> int:
             return self.cache.put_many(entries, model=model, revision=revision)

@@ -40,7 +40,7 @@ EXECUTORS = ("local", "ray")
 @dataclass
 class RunOptions:
     workers: int = 1
-    shards_in_flight: int = 4            # shards of a model stage run at once (threads sharing its backend)
+    shards_in_flight: int = 8            # shards of a model stage run at once (threads sharing its backend)
     cache_path: str | None = None        # default: <work>/cache.sqlite
     cache_only: bool = False
     progress: bool = True
