@@ -1,5 +1,6 @@
-"""A run killed with SIGKILL in the middle of its model stage, then restarted, gives exactly the rows of an
-uninterrupted run and does not send a cached request again."""
+"""A run killed with SIGKILL in the middle of its model stage (its shards in flight, the CLI's default, with
+requests at the backend), then restarted, gives exactly the rows of an uninterrupted run and does not send a
+cached request again."""
 from __future__ import annotations
 
 import json
