@@ -50,6 +50,8 @@ def test_shards_in_flight_share_the_backend_window_and_write_the_same_bytes(tmp_
     assert outputs(one, tmp_path / "w1") == outputs(four, tmp_path / "w4")
     answer = next(s for s in four["stages"] if s["label"] == "answer")
     assert answer["usage"]["requests"] == 23 and answer["rows_out"] == 23
+    # rows 21-23 repeat rows 0-2: answered from the cache or by shard 0's requests in flight, never sent
+    assert (answer["usage"]["cache_misses"], answer["usage"]["cache_hits"]) == (20, 3)
 
 
 def test_a_failing_shard_stops_the_others_and_a_rerun_sends_nothing_twice(tmp_path):

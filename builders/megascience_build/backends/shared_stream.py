@@ -87,10 +87,10 @@ class SharedStream:
     # -- callers ------------------------------------------------------------------------------------
 
     def stream(self, requests: Sequence[GenerationRequest], *, keys: Sequence[str] | None = None,
-               live: bool = True) -> Iterator[tuple[int, GenerationResult]]:
+               live: bool = True, shared: set | None = None) -> Iterator[tuple[int, GenerationResult]]:
         """(index in `requests`, result) for every request, in completion order. `keys` (their cache keys)
-        lets an equal request already on its way answer this one; `live=False` keeps the requests to a
-        backend call of their own (the batch flow)."""
+        lets an equal request already on its way answer this one (its key goes into `shared`, if given);
+        `live=False` keeps the requests to a backend call of their own (the batch flow)."""
         if not requests:
             return
         sub = _Submission(len(requests), live, keys)
@@ -99,13 +99,14 @@ class SharedStream:
                 raise StreamAborted(f"{self.name}: the shared request stream was aborted: {self._aborted}")
             for i, req in enumerate(requests):
                 key = keys[i] if keys is not None else None
-                if key is not None and key in self._recent:
-                    sub.deliver((i, self._recent[key]))
+                if key is not None and (key in self._recent or key in self._sharers):
+                    if key in self._recent:
+                        sub.deliver((i, self._recent[key]))
+                    else:
+                        self._sharers[key].append((sub, i))
                     self.shared += 1
-                    continue
-                if key is not None and key in self._sharers:
-                    self._sharers[key].append((sub, i))
-                    self.shared += 1
+                    if shared is not None:
+                        shared.add(key)
                     continue
                 if key is not None:
                     self._sharers[key] = []
@@ -129,9 +130,9 @@ class SharedStream:
                 self._waiting.discard(sub)
 
     def generate(self, requests: Sequence[GenerationRequest], *, keys: Sequence[str] | None = None,
-                 live: bool = True) -> list[GenerationResult]:
+                 live: bool = True, shared: set | None = None) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
-        for i, result in self.stream(requests, keys=keys, live=live):
+        for i, result in self.stream(requests, keys=keys, live=live, shared=shared):
             results[i] = result
         return results  # type: ignore[return-value]
 

@@ -40,8 +40,8 @@ CLOSE_WAIT_S = 30.0   # how long closing waits for a backend call in progress (i
 class ModelUsage:
     """Counters for one stage (summed over shards into the manifest)."""
     requests: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
+    cache_hits: int = 0           # answered without a backend request of their own: from the cache, or by an
+    cache_misses: int = 0         # equal request another shard in flight had sent (backends/shared_stream.py)
     cache_corrupted: int = 0
     tokens_in: int = 0            # over every result the stage used (cached or not)
     tokens_out: int = 0
@@ -188,14 +188,17 @@ class CachedGenerator:
             raise CacheMissError(f"stage {self.stage_label!r}: --cache-only, but the request with cache key "
                                  f"{missing[0]} for model {self.identity} (role {self.role!r}) "
                                  f"is not in the cache {self._cache.path} ({len(missing)} missing in this batch)")
+        # misses that an equal request of another shard in flight answered (no request of their own)
+        answered_elsewhere: set[str] = set()
         if missing:
             by_key = {k: r for k, r in zip(keys, requests)}
             if self._stream_factory is not None:
                 shared = self._stream_factory()
-                parts = (self._streamed(lambda ks: shared.stream([by_key[k] for k in ks], keys=ks), missing)
+                parts = (self._streamed(lambda ks: shared.stream([by_key[k] for k in ks], keys=ks,
+                                                                 shared=answered_elsewhere), missing)
                          if self.flow == "continuous" else
-                         self._batched(lambda ks: shared.generate([by_key[k] for k in ks], keys=ks, live=False),
-                                       missing))
+                         self._batched(lambda ks: shared.generate([by_key[k] for k in ks], keys=ks, live=False,
+                                                                  shared=answered_elsewhere), missing))
             else:
                 backend = self._backend_factory()
                 stream = getattr(backend, "generate_stream", None) if self.flow == "continuous" else None
@@ -206,12 +209,14 @@ class CachedGenerator:
                 results.update(fresh)
                 if self._progress is not None:
                     self._progress.update(len(fresh))
-                for res in fresh.values():
-                    self._usage.backend_tokens_in += res.prompt_tokens
-                    self._usage.backend_tokens_out += res.completion_tokens
+                for key, res in fresh.items():
+                    if key not in answered_elsewhere:
+                        self._usage.backend_tokens_in += res.prompt_tokens
+                        self._usage.backend_tokens_out += res.completion_tokens
                     if not res.ok:
                         self._usage.failures[res.finish_reason] = self._usage.failures.get(res.finish_reason, 0) + 1
         out = [results[k] for k in keys]
+        hits += sum(1 for k in keys if k in answered_elsewhere)
         self._usage.requests += len(keys)
         self._usage.cache_hits += hits
         self._usage.cache_misses += len(keys) - hits
