@@ -233,3 +233,28 @@ def test_judge_prompts_render_both_questions(name):
     msgs = tmpl.render(question="Q-ONE {x}", candidate="Q-TWO $\\frac{1}{2}$")
     assert msgs[0]["role"] == "system" and "Q-ONE {x}" in msgs[-1]["content"]
     assert "Q-TWO $\\frac{1}{2}$" in msgs[-1]["content"] and "Decision: YES" in msgs[-1]["content"]
+
+
+def test_shards_in_flight_build_the_benchmark_index_once(registry, monkeypatch):
+    """Shards in flight share the stage object: the first shard builds the index, the others wait for it
+    (they used to build it, and embed the benchmark questions, once each)."""
+    import threading
+    import time
+
+    built = []
+    real = dc.benchmark_index
+
+    def counted(*args, **kwargs):
+        built.append(threading.current_thread().name)
+        time.sleep(0.2)          # long enough for every thread to ask while the first one builds
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dc, "benchmark_index", counted)
+    stage = make_stage(registry)
+    indexes = []
+    threads = [threading.Thread(target=lambda: indexes.append(stage.index())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(built) == 1 and len(indexes) == 4 and all(i is indexes[0] for i in indexes)

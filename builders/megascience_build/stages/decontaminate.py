@@ -41,6 +41,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,10 @@ from ..engine.llm_stage import LLMStage
 from ..engine.params import param
 from ..engine.stage import Stage, StageError, StageOutput
 from ..engine.storage import artifact_cache_dir, publish_dir, write_atomic
+
+# Shards in flight share the stage object: the index and the benchmark embeddings are built once, by the
+# first shard that needs them, while the others wait.
+_BUILD_LOCK = threading.RLock()
 from .replies import parse_decision
 
 METHODS = ("exact", "ngram", "judge")
@@ -88,9 +93,10 @@ class BenchmarkIndex:
         later run (an unreadable or mis-shaped artifact is rebuilt)."""
         identity = identity or identity_of(embedder, "embedder")
         key = sha256_text(canonical_json({"questions": self.fingerprint, "embedder": identity.digest}))[:24]
-        if key not in self._vectors:
-            self._vectors[key] = self._load_or_embed(embedder, identity, key, cache_dir)
-        return self._vectors[key]
+        with _BUILD_LOCK:
+            if key not in self._vectors:
+                self._vectors[key] = self._load_or_embed(embedder, identity, key, cache_dir)
+            return self._vectors[key]
 
     def _load_or_embed(self, embedder, identity: ModelIdentity, key: str, cache_dir) -> np.ndarray:
         folder = Path(cache_dir) / f"benchmark-embeddings-{key}" if cache_dir else None
@@ -205,10 +211,11 @@ class Decontaminate(Stage):
         """Built on first use by this stage object (one per process) and rebuilt when the files change."""
         p = self.settings
         sources = self.side_inputs()
-        if self._index is None or self._index.sources != sources:
-            self._index = benchmark_index(p.registry, p.benchmarks, p.ngram, p.ngram_min_words,
-                                          p.frequent_phrases)
-        return self._index
+        with _BUILD_LOCK:
+            if self._index is None or self._index.sources != sources:
+                self._index = benchmark_index(p.registry, p.benchmarks, p.ngram, p.ngram_min_words,
+                                              p.frequent_phrases)
+            return self._index
 
     def process(self, batch: pa.Table, ctx) -> StageOutput:
         p = self.settings
